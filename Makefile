@@ -1,0 +1,38 @@
+# Every target is self-sufficient on a fresh machine: it creates the venv and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first, so pip never resolves a bare `torch` to a multi-GB CUDA wheel.
+# Override e.g. TORCH_VERSION=2.14.1 or TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench ui clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup  ## the main job on the embedded synthetic corpus
+	$(BIN)/lmbench train --model lstm
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+ui: setup  ## browse runs in the MLflow UI, bound to loopback
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

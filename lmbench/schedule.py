@@ -1,0 +1,55 @@
+"""Learning-rate schedules as a function of budget progress, plus the budget itself.
+
+Progress is the fraction of the budget spent (steps, tokens or seconds), so the same schedule
+works whatever the budget's unit and a cosine always ends at the end of the budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lmbench.spec import BudgetSpec, ScheduleSpec
+
+
+def progress(budget: BudgetSpec, step: int, tokens: int, elapsed: float) -> float:
+    """Fraction of the budget spent, in [0, inf)."""
+    spent = {"steps": step, "tokens": tokens, "seconds": elapsed}[budget.kind]
+    return spent / budget.amount
+
+
+class Schedule:
+    """lr = base * warmup(step) * shape(progress) * plateau_scale."""
+
+    def __init__(self, spec: ScheduleSpec, base_lr: float):
+        self.spec, self.base_lr = spec, base_lr
+        self.scale, self.best, self.bad = 1.0, math.inf, 0  # plateau state
+
+    def lr(self, step: int, frac: float) -> float:
+        s = self.spec
+        warm = min(1.0, (step + 1) / s.warmup_steps) if s.warmup_steps else 1.0
+        if s.kind == "cosine":
+            frac = min(max(frac, 0.0), 1.0)
+            shape = s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+        elif s.kind == "exponential":
+            shape = s.gamma**step
+        else:  # constant, plateau
+            shape = 1.0
+        return self.base_lr * warm * shape * self.scale
+
+    def on_eval(self, val_loss: float) -> None:
+        """Plateau: multiply the lr by ``factor`` after ``patience`` evaluations without progress."""
+        if self.spec.kind != "plateau":
+            return
+        if val_loss < self.best - 1e-4 * abs(self.best if math.isfinite(self.best) else 0):
+            self.best, self.bad = val_loss, 0
+        else:
+            self.bad += 1
+            if self.bad > self.spec.patience:
+                self.scale *= self.spec.factor
+                self.bad = 0
+
+    def state_dict(self) -> dict:
+        return {"scale": self.scale, "best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale, self.best, self.bad = state["scale"], state["best"], state["bad"]

@@ -1,0 +1,277 @@
+"""Experiment specs: pydantic models, YAML loading, ``--set`` overrides, validation and hashing.
+
+Everything a run needs is in one :class:`ExperimentSpec`. It is validated completely (including
+the model config against the architecture registry and the data/model context limits) before
+any file, study or MLflow run is created; every problem becomes a :class:`SpecError` naming the
+dotted key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lmbench.errors import SpecError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitFiles(_Strict):
+    """Explicit split files for corpora that come pre-split (WikiText, PTB, ...)."""
+
+    train: str
+    val: str
+    test: str
+
+
+class DataSpec(_Strict):
+    source: str = Field(
+        "synthetic",
+        description="synthetic | tinyshakespeare | path to a .txt file, .jsonl file or folder of .txt",
+    )
+    splits: SplitFiles | None = Field(None, description="pre-split train/val/test files")
+    tokenizer: Literal["char", "word", "bpe", "unigram"] = "word"
+    vocab_size: int | None = Field(None, ge=8, description="None = every symbol (char/word only)")
+    seq_len: int = Field(64, ge=2, le=65536)
+    split: tuple[float, float, float] = Field((0.9, 0.05, 0.05), description="train/val/test fractions")
+    size: int = Field(400_000, ge=1000, description="synthetic corpus size in tokens")
+    seed: int = Field(0, ge=0, description="synthetic generator seed")
+
+    @field_validator("split")
+    @classmethod
+    def _fractions(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f <= 0 for f in v):
+            raise ValueError("every split fraction must be > 0")
+        if abs(sum(v) - 1.0) > 1e-6:
+            raise ValueError(f"fractions must sum to 1, got {sum(v):g}")
+        return v
+
+    @model_validator(mode="after")
+    def _vocab_for_sentencepiece(self) -> DataSpec:
+        if self.tokenizer in ("bpe", "unigram") and self.vocab_size is None:
+            raise ValueError(f"tokenizer {self.tokenizer!r} needs data.vocab_size")
+        return self
+
+
+class ModelSpec(_Strict):
+    arch: str = "lstm"
+    preset: Literal["small", "default", "large"] = "default"
+    config: dict[str, Any] = Field(default_factory=dict, description="overrides of the preset")
+
+
+class BudgetSpec(_Strict):
+    """Exactly one of steps, tokens or seconds."""
+
+    steps: int | None = Field(None, ge=1)
+    tokens: int | None = Field(None, ge=1)
+    seconds: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BudgetSpec:
+        given = [k for k in ("steps", "tokens", "seconds") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of steps, tokens or seconds (got {given or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("steps", "tokens", "seconds") if getattr(self, k) is not None)
+
+    @property
+    def amount(self) -> float:
+        return getattr(self, self.kind)
+
+
+class ScheduleSpec(_Strict):
+    kind: Literal["constant", "cosine", "exponential", "plateau"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
+    gamma: float = Field(0.999, gt=0, le=1, description="exponential: lr multiplier per step")
+    factor: float = Field(0.5, gt=0, lt=1, description="plateau: lr multiplier on a stall")
+    patience: int = Field(2, ge=0, description="plateau: evaluations without improvement")
+
+
+class TrainSpec(_Strict):
+    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(steps=1000))
+    batch_size: int = Field(32, ge=1)
+    optimizer: Literal["adamw"] = "adamw"
+    lr: float = Field(3e-3, gt=0, le=10)
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    grad_clip: float | None = Field(1.0, gt=0)
+    early_stopping: int | None = Field(None, ge=1, description="evaluations without improvement")
+    eval_interval: int = Field(100, ge=1, description="steps between validation evaluations")
+    eval_tokens: int = Field(20_000, ge=1, description="size of the fixed validation subset")
+    log_interval: int = Field(10, ge=1, description="steps between logged train metrics")
+    checkpoint_interval: int = Field(200, ge=1, description="steps between 'last' checkpoints")
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False
+    deterministic: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+            raise ValueError(f"expected auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("each beta must be in [0, 1)")
+        return v
+
+
+class TrackingSpec(_Strict):
+    experiment: str | None = Field(None, description="MLflow experiment (default: the spec name)")
+    tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+
+
+class ExperimentSpec(_Strict):
+    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    kind: Literal["train", "tune", "compare", "ablate"] = "train"
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+
+# ---------------------------------------------------------------------------------------------
+# loading, overrides, validation
+
+
+def _loc(err: dict[str, Any], prefix: str = "") -> str:
+    parts = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    return ".".join(([prefix] if prefix else []) + parts) or (prefix or "spec")
+
+
+def _first_error(exc: ValidationError, prefix: str = "") -> SpecError:
+    err = exc.errors()[0]
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return SpecError(_loc(err, prefix), msg)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a spec file with ``yaml.safe_load``; a missing file or bad YAML is a SpecError."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(str(p), "spec file not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SpecError(str(p), f"not valid YAML ({str(e).splitlines()[0]})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError(str(p), "the spec must be a YAML mapping")
+    return raw
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value``; the value is read as YAML (so 3, 1e-3, true, [1,2] are typed)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", key):
+        raise SpecError("--set", f"expected key.path=value, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.split("."), parsed
+
+
+def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    node = raw
+    for i, part in enumerate(path[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise SpecError(".".join(path[: i + 1]), "is not a mapping, cannot set a key inside it")
+        node = nxt
+    node[path[-1]] = value
+
+
+def build_spec(raw: dict[str, Any] | None = None, overrides: list[str] | None = None) -> ExperimentSpec:
+    """Validate a raw mapping plus ``--set`` overrides into a fully checked ExperimentSpec."""
+    raw = copy.deepcopy(raw or {})
+    for text in overrides or []:
+        path, value = parse_override(text)
+        apply_override(raw, path, value)
+    try:
+        spec = ExperimentSpec.model_validate(raw)
+    except ValidationError as e:
+        raise _first_error(e) from None
+    check_model(spec)
+    return spec
+
+
+def load_spec(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentSpec:
+    """Load a YAML spec (or the defaults when ``path`` is None) and apply overrides."""
+    raw = read_yaml(path) if path else {}
+    return build_spec(raw, overrides)
+
+
+def check_model(spec: ExperimentSpec) -> None:
+    """Validate the model section against the registry and the data's context length."""
+    from lmbench.models import resolve_config  # imports torch; only when a spec is really built
+
+    cfg = resolve_config(spec.model.arch, spec.model.preset, spec.model.config)
+    max_ctx = getattr(cfg, "max_len", None)
+    if max_ctx is not None and spec.data.seq_len > max_ctx:
+        raise SpecError(
+            "data.seq_len",
+            f"{spec.data.seq_len} is longer than {spec.model.arch}'s maximum context "
+            f"{max_ctx} (raise model.config.max_len or lower data.seq_len)",
+        )
+
+
+def resolved_dict(spec: ExperimentSpec) -> dict[str, Any]:
+    """The spec as plain data, with the model config fully resolved (preset + overrides)."""
+    from dataclasses import asdict
+
+    from lmbench.models import resolve_config
+
+    d = spec.model_dump(mode="json")
+    d["model"]["config"] = asdict(resolve_config(spec.model.arch, spec.model.preset, spec.model.config))
+    return d
+
+
+def spec_hash(spec: ExperimentSpec) -> str:
+    blob = json.dumps(resolved_dict(spec), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings to dotted keys (MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def to_yaml(spec: ExperimentSpec) -> str:
+    return yaml.safe_dump(resolved_dict(spec), sort_keys=False)

@@ -1,0 +1,154 @@
+"""MLflow tracking: one place that knows the store, the run tree, tags, metrics and statuses.
+
+We talk to MLflow through ``MlflowClient`` with explicit run ids instead of the fluent
+``mlflow.start_run`` stack, so nested runs created by different processes (Optuna workers) link
+to their parent by the ``mlflow.parentRunId`` tag and nothing depends on process-global state.
+Per-step metrics go through MLflow's asynchronous batch logging, so training never waits on the
+store; ``finish`` flushes before it sets the final status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from lmbench import __version__
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_LEN = 6000  # MLflow >= 2.x accepts 6000-character param values
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else a SQLite store in the working directory."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def _is_local_default(uri: str) -> bool:
+    return uri.startswith("sqlite:///") or uri.startswith("file:") or "://" not in uri
+
+
+@cache
+def git_sha() -> str:
+    """The git commit of the lmbench source tree, or 'unknown' outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_tags() -> dict[str, str]:
+    import torch
+
+    return {
+        "lmbench.version": __version__,
+        "lmbench.git_sha": git_sha(),
+        "torch.version": torch.__version__,
+        "python.version": platform.python_version(),
+        "host": platform.node(),
+    }
+
+
+class Tracker:
+    """An MLflow experiment plus the run currently being written."""
+
+    def __init__(self, experiment: str, tracking_uri: str | None = None):
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.uri = resolve_uri(tracking_uri)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        self.experiment_id = self._experiment(experiment)
+        self.run_id: str | None = None
+
+    def _experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if _is_local_default(self.uri):
+            # keep artifacts next to the store (./mlartifacts), not in MLflow's ./mlruns default
+            location = (Path(DEFAULT_ARTIFACTS).resolve()).as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception:  # another process created it first
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start(self, name: str, params: dict[str, Any], tags: dict[str, str], parent_run_id: str | None = None) -> str:
+        """Create a RUNNING run with params and tags; returns its id."""
+        from mlflow.entities import Param
+
+        all_tags = {**environment_tags(), **tags}
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        self.run_id = run.info.run_id
+        items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+        return self.run_id
+
+    def reopen(self, run_id: str) -> None:
+        """Continue an existing run (resume): mark it RUNNING again."""
+        self.client.get_run(run_id)  # raises if it does not exist
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def log_metrics(self, metrics: dict[str, float], step: int, synchronous: bool = False) -> None:
+        """Log a dict of metrics at one step (asynchronously by default: no wait on the store)."""
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        batch = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch, synchronous=synchronous)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if Path(path).is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str) -> None:
+        """Flush pending metrics, then set the final status (FINISHED, FAILED or KILLED)."""
+        import mlflow
+
+        try:
+            mlflow.flush_async_logging()
+        except Exception as e:  # never let a flush problem hide the real status
+            log.warning("flushing MLflow metrics failed: %s", e)
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def find_run(run_id: str, tracking_uri: str | None = None):
+    """Fetch a run by id from the store, or None."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient(resolve_uri(tracking_uri)).get_run(run_id)
+    except MlflowException:
+        return None

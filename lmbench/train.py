@@ -1,0 +1,350 @@
+"""The one training loop, for every architecture.
+
+The loop never branches on the architecture: every model maps ``(idx, state) -> (logits, state)``;
+the data says whether a batch continues the previous one (``batch.carry``), and only then is the
+(detached) state carried over — truncated BPTT for recurrent models, a no-op for the others.
+
+Host/device synchronisation happens only at log and eval intervals: the training loss is
+accumulated on the device and read back once per ``log_interval`` steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmbench import checkpoint
+from lmbench.metrics import EvalSums, correct_sum, nll_sum, summarize
+from lmbench.runtime import Runtime, pick_runtime, rng_state, seed_everything, set_rng_state
+from lmbench.schedule import Schedule, progress
+from lmbench.spec import ExperimentSpec, TrainSpec
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite: the run is marked FAILED with this reason."""
+
+
+class Terminated(BaseException):
+    """Raised from the SIGTERM handler so the run can checkpoint and end KILLED."""
+
+
+@dataclass
+class LoopState:
+    """Everything about the loop's position that a resumed run needs, besides model/optimizer."""
+
+    step: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0
+    best_val: float = math.inf
+    bad_evals: int = 0
+    stop_reason: str = ""
+    curve: list[list[float]] = field(default_factory=list)  # [step, tokens, train_loss, val_loss|nan]
+
+
+@dataclass
+class TrainResult:
+    run_id: str | None
+    steps: int
+    tokens: int
+    seconds: float
+    best_val_loss: float
+    stop_reason: str
+    final: dict[str, float]
+    num_params: dict[str, int]
+    checkpoint_dir: Path
+    tokens_per_sec: float
+
+
+Hook = Callable[[int, int, dict[str, float]], None]  # (step, tokens, metrics)
+
+
+def make_optimizer(model: torch.nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    """AdamW; weight decay only on matrices (not on biases and norm gains), as in GPT-2/nanoGPT."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches, rt: Runtime) -> EvalSums:
+    """Token-weighted sums over ``batches``; state carried across contiguous batches."""
+    was_training = model.training
+    model.eval()
+    nll = torch.zeros((), device=rt.device)
+    correct = torch.zeros((), device=rt.device, dtype=torch.long)
+    tokens, state = 0, None
+    for b in batches:
+        x, y = rt.to_device(b.x), rt.to_device(b.y)
+        with rt.autocast():
+            logits, state = model(x, state if b.carry else None)
+        nll += nll_sum(logits, y)
+        correct += correct_sum(logits, y)
+        tokens += b.n_tokens
+    model.train(was_training)
+    return EvalSums(float(nll.item()), tokens, int(correct.item()))
+
+
+class Trainer:
+    """One training run: owns the model, optimizer, schedule, loop state and its tracking."""
+
+    def __init__(self, spec: ExperimentSpec, data, tracker=None, *, quiet: bool = False,
+                 workdir: Path = Path("."), on_eval: Hook | None = None, on_step: Hook | None = None):
+        from lmbench.models import build_model
+
+        self.spec, self.data, self.tracker, self.quiet = spec, data, tracker, quiet
+        self.on_eval, self.on_step = on_eval, on_step
+        t = spec.train
+        self.rt = pick_runtime(t)
+        seed_everything(t.seed, t.deterministic)
+        m = spec.model
+        self.model = build_model(m.arch, data.tokenizer.vocab_size, m.preset, m.config).to(self.rt.device)
+        self.step_model = torch.compile(self.model) if t.compile else self.model
+        self.opt = make_optimizer(self.model, t)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.rt.amp_dtype == torch.float16)
+        self.schedule = Schedule(t.schedule, t.lr)
+        self.batcher = data.train_batches(t.batch_size, spec.data.seq_len, t.seed)
+        self.loop = LoopState()
+        self.carry = None  # hidden state carried between contiguous batches
+        self.run_id: str | None = None
+        self.ckpt_root = workdir / "checkpoints"
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "loop": asdict(self.loop), "optimizer": self.opt.state_dict(),
+            "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": rng_state(), "carry": self.model.detach_state(self.carry),
+            "spec": self.spec.model_dump(mode="json"), "run_id": self.run_id,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loop = LoopState(**state["loop"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        carry = state["carry"]
+        self.carry = None if carry is None else _map_tensors(carry, lambda t: t.to(self.rt.device))
+
+    def save(self, tag: str) -> Path:
+        return checkpoint.save(self.ckpt_root, tag, self.model, self.state_dict(), self.loop.step,
+                               val_loss=self.loop.best_val)
+
+    def resume(self, ckpt_dir: Path) -> None:
+        checkpoint.load_weights(ckpt_dir, self.model, self.rt.device)
+        self.load_state_dict(checkpoint.load_state(ckpt_dir))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step; returns the batch's summed NLL as a device tensor (no sync)."""
+        t, lp = self.spec.train, self.loop
+        batch = self.batcher.batch(lp.step)
+        x, y = self.rt.to_device(batch.x), self.rt.to_device(batch.y)
+        lr = self.schedule.lr(lp.step, progress(t.budget, lp.step, lp.tokens, lp.elapsed))
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        with self.rt.autocast():
+            logits, state = self.step_model(x, self.carry if batch.carry else None)
+        total = nll_sum(logits, y)
+        self.scaler.scale(total / max(batch.n_tokens, 1)).backward()
+        if t.grad_clip:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        self.carry = self.model.detach_state(state)
+        lp.step += 1
+        lp.tokens += batch.n_tokens
+        self.last_lr = lr
+        return total.detach()
+
+    def run(self, bar=None) -> None:
+        """Train until the budget is spent or early stopping triggers."""
+        t, lp = self.spec.train, self.loop
+        window_nll = torch.zeros((), device=self.rt.device)
+        window_tokens, window_start = 0, time.perf_counter()
+        while progress(t.budget, lp.step, lp.tokens, lp.elapsed) < 1.0:
+            t0 = time.perf_counter()
+            before = lp.tokens
+            window_nll += self.train_step()
+            window_tokens += lp.tokens - before
+            lp.elapsed += time.perf_counter() - t0
+            if lp.step % t.log_interval == 0:
+                train_loss = window_nll.item() / max(window_tokens, 1)  # the one sync per interval
+                if not math.isfinite(train_loss):
+                    raise NonFiniteLoss(f"non-finite training loss at step {lp.step}")
+                tps = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+                self._log_train(train_loss, tps, bar)
+                window_nll.zero_()
+                window_tokens, window_start = 0, time.perf_counter()
+            if self.on_step:
+                self.on_step(lp.step, lp.tokens, {})
+            if lp.step % t.eval_interval == 0 and self._periodic_eval():
+                lp.stop_reason = "early_stopping"
+                break
+            if lp.step % t.checkpoint_interval == 0:
+                self.save("last")
+        lp.stop_reason = lp.stop_reason or "budget"
+
+    def _log_train(self, train_loss: float, tps: float, bar) -> None:
+        lp = self.loop
+        metrics = {"train_loss": train_loss, "lr": self.last_lr, "tokens_seen": lp.tokens, "tokens_per_sec": tps}
+        lp.curve.append([lp.step, lp.tokens, train_loss, math.nan])
+        if self.tracker:
+            self.tracker.log_metrics(metrics, lp.step)
+        if bar is not None:
+            bar.update(self, train_loss, tps)
+
+    def _periodic_eval(self) -> bool:
+        """Evaluate on the fixed validation subset; returns True when early stopping triggers."""
+        t, lp = self.spec.train, self.loop
+        sums = evaluate(self.model, self.data.eval_batches("val", t.batch_size, self.spec.data.seq_len,
+                                                           max_tokens=t.eval_tokens), self.rt)
+        m = summarize(sums)
+        if not math.isfinite(m["loss"]):
+            raise NonFiniteLoss(f"non-finite validation loss at step {lp.step}")
+        metrics = {"val_loss": m["loss"], "val_ppl": m["ppl"], "val_accuracy": m["accuracy"]}
+        lp.curve.append([lp.step, lp.tokens, math.nan, m["loss"]])
+        if self.tracker:
+            self.tracker.log_metrics({**metrics, "tokens_seen": lp.tokens}, lp.step)
+        self.schedule.on_eval(m["loss"])
+        if m["loss"] < lp.best_val:
+            lp.best_val, lp.bad_evals = m["loss"], 0
+            self.save("best")
+        else:
+            lp.bad_evals += 1
+        if self.on_eval:  # may raise (e.g. optuna.TrialPruned)
+            self.on_eval(lp.step, lp.tokens, metrics)
+        return t.early_stopping is not None and lp.bad_evals >= t.early_stopping
+
+    def final_eval(self) -> dict[str, float]:
+        """Full val and test evaluation with the best weights (by validation loss)."""
+        ptr = checkpoint.pointer(self.ckpt_root, "best")
+        if ptr is not None:
+            checkpoint.load_weights(self.ckpt_root / ptr["dir"], self.model, self.rt.device)
+        out: dict[str, float] = {}
+        for split in ("val", "test"):
+            batches = self.data.eval_batches(split, self.spec.train.batch_size, self.spec.data.seq_len)
+            floor = (self.data.floor or {}).get(split)
+            m = summarize(evaluate(self.model, batches, self.rt), self.data.n_chars.get(split), floor)
+            out.update({f"{split}_{k}": v for k, v in m.items()})
+        return out
+
+
+def _map_tensors(obj, fn):
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_map_tensors(o, fn) for o in obj)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+
+
+def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, resume_run_id: str | None = None,
+          parent_run_id: str | None = None, run_name: str | None = None, tags: dict[str, str] | None = None,
+          quiet: bool = False, workdir: Path = Path("."), on_eval: Hook | None = None,
+          on_step: Hook | None = None, data=None) -> TrainResult:
+    """Train one model as the spec says, tracking it in ``tracker`` (an MLflow Tracker) if given.
+
+    The data and model are built before any MLflow run exists, so bad data or a bad model config
+    never leaves a run behind. ``resume`` is a checkpoint directory to continue from; with
+    ``resume_run_id`` the same MLflow run is continued.
+    """
+    from lmbench.data import prepare_data
+    from lmbench.spec import flatten, resolved_dict, spec_hash
+
+    data = data or prepare_data(spec.data, progress=not quiet)
+    tr = Trainer(spec, data, tracker, quiet=quiet, workdir=workdir, on_eval=on_eval, on_step=on_step)
+    if resume is not None:
+        tr.resume(resume)
+    n_params = tr.model.num_params()
+    if tracker is not None:
+        if resume_run_id:
+            tracker.reopen(resume_run_id)
+            tr.run_id = resume_run_id
+        else:
+            run_tags = {"lmbench.kind": "train", "lmbench.spec_hash": spec_hash(spec), "lmbench.arch": spec.model.arch,
+                        "device": str(tr.rt.device), "device.name": tr.rt.name, "precision": tr.rt.precision,
+                        "mlflow.source.name": "lmbench train", **(tags or {})}
+            params = {**flatten(resolved_dict(spec)), **{f"params.{k}": v for k, v in n_params.items()},
+                      "data.vocab_size_actual": data.tokenizer.vocab_size}
+            tr.run_id = tracker.start(run_name or f"{spec.model.arch}-s{spec.train.seed}", params, run_tags, parent_run_id)
+    tr.run_id = tr.run_id or uuid.uuid4().hex
+    tr.ckpt_root = workdir / "checkpoints" / tr.run_id
+    if tracker is not None:
+        tracker.set_tags({"lmbench.checkpoint_dir": str(tr.ckpt_root.resolve())})
+    return _run_tracked(tr, n_params)
+
+
+def _run_tracked(tr: Trainer, n_params: dict[str, int]) -> TrainResult:
+    """Run the loop with truthful statuses: FINISHED, FAILED (exception) or KILLED (signal)."""
+    from lmbench.progress import TrainProgress
+    from lmbench.artifacts import log_run_artifacts
+
+    previous = _install_sigterm()
+    status = "FAILED"
+    try:
+        with TrainProgress(tr.spec.train.budget, disabled=tr.quiet) as bar:
+            tr.run(bar)
+        tr.save("last")
+        final = tr.final_eval()
+        if tr.tracker is not None:
+            tr.tracker.log_metrics({**final, "tokens_seen": tr.loop.tokens}, tr.loop.step, synchronous=True)
+            tr.tracker.set_tags({"lmbench.stop_reason": tr.loop.stop_reason})
+            log_run_artifacts(tr, final)
+        status = "FINISHED"
+    except (KeyboardInterrupt, Terminated):
+        status = "KILLED"
+        _save_on_interrupt(tr)
+        raise
+    except BaseException as e:
+        if tr.tracker is not None:
+            tr.tracker.set_tags({"lmbench.failure": f"{type(e).__name__}: {e}"[:5000]})
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if tr.tracker is not None:
+            tr.tracker.finish(status)
+    lp = tr.loop
+    return TrainResult(tr.run_id, lp.step, lp.tokens, lp.elapsed, lp.best_val, lp.stop_reason, final, n_params,
+                       tr.ckpt_root, lp.tokens / max(lp.elapsed, 1e-9))
+
+
+def _save_on_interrupt(tr: Trainer) -> None:
+    """Checkpoint where we stopped so ``--resume`` continues exactly here."""
+    try:
+        tr.save("last")
+        if tr.tracker is not None:
+            tr.tracker.set_tags({"lmbench.stop_reason": f"interrupted at step {tr.loop.step}"})
+    except Exception as e:  # the interruption itself must still be reported
+        log.warning("could not checkpoint on interrupt: %s", e)
+
+
+def _install_sigterm():
+    def handler(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
