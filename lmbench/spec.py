@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lmbench.errors import SpecError
 
@@ -40,7 +48,9 @@ class DataSpec(_Strict):
     )
     splits: SplitFiles | None = Field(None, description="pre-split train/val/test files")
     tokenizer: Literal["char", "word", "bpe", "unigram"] = "word"
-    vocab_size: int | None = Field(None, ge=8, description="None = every symbol (char/word only)")
+    vocab_size: int | None = Field(
+        None, ge=8, validate_default=True, description="None = every symbol (char/word only)"
+    )
     seq_len: int = Field(64, ge=2, le=65536)
     split: tuple[float, float, float] = Field((0.9, 0.05, 0.05), description="train/val/test fractions")
     size: int = Field(400_000, ge=1000, description="synthetic corpus size in tokens")
@@ -55,11 +65,13 @@ class DataSpec(_Strict):
             raise ValueError(f"fractions must sum to 1, got {sum(v):g}")
         return v
 
-    @model_validator(mode="after")
-    def _vocab_for_sentencepiece(self) -> DataSpec:
-        if self.tokenizer in ("bpe", "unigram") and self.vocab_size is None:
-            raise ValueError(f"tokenizer {self.tokenizer!r} needs data.vocab_size")
-        return self
+    @field_validator("vocab_size")
+    @classmethod
+    def _vocab_for_sentencepiece(cls, v: int | None, info: ValidationInfo) -> int | None:
+        tok = info.data.get("tokenizer")
+        if v is None and tok in ("bpe", "unigram"):
+            raise ValueError(f"tokenizer {tok!r} needs a vocab_size")
+        return v
 
 
 class ModelSpec(_Strict):

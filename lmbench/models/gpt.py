@@ -1,0 +1,223 @@
+"""``gpt``: a GPT-2 style decoder (pre-LayerNorm blocks, causal scaled-dot-product attention).
+
+Kept as lean as nanoGPT's model: one fused qkv projection, ``F.scaled_dot_product_attention``
+with ``is_causal=True``, tied embeddings, GPT-2 init (residual projections scaled by
+``1/sqrt(2 * n_layers)``). Positions: ``learned`` (a table), ``sinusoidal`` (fixed, added) or
+``rope`` (rotary, applied to q and k with precomputed cos/sin up to ``max_len``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmbench.models.base import LanguageModel, ModelConfig, State, param, register
+
+POSITIONS = ("learned", "sinusoidal", "rope")
+
+
+@dataclass
+class GPTConfig(ModelConfig):
+    d_model: int = param(192, "model width")
+    n_layers: int = param(2, "decoder blocks")
+    n_heads: int = param(6, "attention heads (must divide d_model)")
+    d_ff: int = param(0, "MLP width; 0 means 4 * d_model")
+    dropout: float = param(0.1, "dropout on embeddings, attention and residual branches")
+    max_len: int = param(256, "maximum context length")
+    positions: str = param("learned", "learned | sinusoidal | rope")
+    tie_weights: bool = param(True, "share the token embedding with the output layer")
+    bias: bool = param(False, "biases in linear layers and LayerNorms")
+
+    def validate(self) -> None:
+        self.require_positive("d_model", "n_layers", "n_heads", "max_len")
+        self.require(self.d_ff >= 0, "d_ff", f"must be >= 0 (0 = 4 * d_model), got {self.d_ff}")
+        self.require_dropout()
+        self.require(
+            self.d_model % self.n_heads == 0,
+            "n_heads",
+            f"must divide d_model ({self.d_model} is not divisible by {self.n_heads})",
+        )
+        self.require(
+            self.positions in POSITIONS,
+            "positions",
+            f"must be one of {', '.join(POSITIONS)}, got {self.positions!r}",
+        )
+        head_dim = self.d_model // self.n_heads
+        self.require(
+            self.positions != "rope" or head_dim % 2 == 0,
+            "positions",
+            f"rope needs an even head dimension (d_model / n_heads = {head_dim})",
+        )
+        self.require(
+            self.positions != "sinusoidal" or self.d_model % 2 == 0,
+            "positions",
+            f"sinusoidal positions need an even d_model, got {self.d_model}",
+        )
+
+    @property
+    def ffn_dim(self) -> int:
+        return self.d_ff or 4 * self.d_model
+
+
+_PRESETS = {
+    "small": {"d_model": 64, "n_layers": 2, "n_heads": 4, "dropout": 0.0},
+    "default": {"d_model": 192, "n_layers": 2, "n_heads": 6, "dropout": 0.1},
+    "large": {"d_model": 384, "n_layers": 4, "n_heads": 6, "dropout": 0.1},
+}
+
+_SPACE = {
+    "d_model": {"type": "categorical", "choices": [64, 128, 192, 256, 384]},
+    "n_layers": {"type": "int", "low": 1, "high": 4},
+    "n_heads": {"type": "categorical", "choices": [2, 4]},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.3},
+    "positions": {"type": "categorical", "choices": list(POSITIONS)},
+}
+
+
+def sinusoidal_table(n: int, d: int) -> torch.Tensor:
+    """The fixed ``[n, d]`` sin/cos position table of Vaswani et al. (``d`` even)."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    inv = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    table = torch.zeros(n, d)
+    table[:, 0::2] = torch.sin(pos * inv)
+    table[:, 1::2] = torch.cos(pos * inv)
+    return table
+
+
+def rope_tables(n: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos`` and ``sin`` of shape ``[n, head_dim]`` for the rotate-half form of RoPE."""
+    inv = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(n, dtype=torch.float32), inv)  # [n, head_dim/2]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x[B, H, T, D]`` by position (``cos``/``sin``: ``[T, D]``)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.n_heads = c.n_heads
+        self.d_model = c.d_model
+        self.dropout = c.dropout
+        self.c_attn = nn.Linear(c.d_model, 3 * c.d_model, bias=c.bias)
+        self.c_proj = nn.Linear(c.d_model, c.d_model, bias=c.bias)
+        self.resid_drop = nn.Dropout(c.dropout)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.c_attn(x).split(d, dim=2)
+        hd = d // self.n_heads
+        q = q.view(b, t, self.n_heads, hd).transpose(1, 2)
+        k = k.view(b, t, self.n_heads, hd).transpose(1, 2)
+        v = v.view(b, t, self.n_heads, hd).transpose(1, 2)
+        if rope is not None:
+            cos, sin = rope[0].to(q.dtype), rope[1].to(q.dtype)  # no-op unless autocast
+            q = apply_rope(q, cos, sin)
+            k = apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )
+        y = y.transpose(1, 2).contiguous().view(b, t, d)
+        return self.resid_drop(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(c.d_model, c.ffn_dim, bias=c.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(c.ffn_dim, c.d_model, bias=c.bias)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(c.d_model, bias=c.bias)
+        self.attn = CausalSelfAttention(c)
+        self.ln_2 = nn.LayerNorm(c.d_model, bias=c.bias)
+        self.mlp = MLP(c)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope)
+        return x + self.mlp(self.ln_2(x))
+
+
+@register(
+    "gpt",
+    config=GPTConfig,
+    presets=_PRESETS,
+    description="GPT-2 style pre-LN decoder, SDPA causal attention, learned/sinusoidal/rope "
+    "positions, tied embeddings",
+    search_space=_SPACE,
+)
+class GPT(LanguageModel):
+    attention_layers = True
+
+    def __init__(self, vocab_size: int, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        c = config
+        self.tok_emb = nn.Embedding(vocab_size, c.d_model)
+        self.pos_emb = nn.Embedding(c.max_len, c.d_model) if c.positions == "learned" else None
+        if c.positions == "sinusoidal":
+            self.register_buffer(
+                "pos_table", sinusoidal_table(c.max_len, c.d_model), persistent=False
+            )
+        if c.positions == "rope":
+            cos, sin = rope_tables(c.max_len, c.d_model // c.n_heads)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
+        self.ln_f = nn.LayerNorm(c.d_model, bias=c.bias)
+        self.head = nn.Linear(c.d_model, vocab_size, bias=False)
+        if c.tie_weights:
+            self.head.weight = self.tok_emb.weight
+        self.apply(self._init_module)
+        resid_std = 0.02 / math.sqrt(2 * c.n_layers)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=resid_std)
+
+    @staticmethod
+    def _init_module(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        t = idx.shape[1]
+        self.check_length(t)
+        x = self.tok_emb(idx)
+        rope = None
+        if self.pos_emb is not None:
+            x = x + self.pos_emb.weight[:t]
+        elif self.config.positions == "sinusoidal":
+            x = x + self.pos_table[:t]
+        else:
+            rope = (self.rope_cos[:t], self.rope_sin[:t])
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, rope)
+        return self.head(self.ln_f(x)), None

@@ -1,0 +1,44 @@
+"""Shared fixtures: isolated working dirs, caches and MLflow stores; the shared data folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+IN_CI = bool(os.environ.get("LMBENCH_CI"))
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a resource is absent, except under CI where it is required."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory, monkeypatch):
+    """Every test runs in its own working directory with private caches and no tracking env."""
+    work = tmp_path_factory.mktemp("work")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("LMBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "token-cache"))
+    monkeypatch.setenv("LMBENCH_DATA_DIR", str(tmp_path_factory.getbasetemp() / "data-cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return work
+
+
+@pytest.fixture
+def shakespeare(monkeypatch, tmp_path_factory) -> Path:
+    """Tiny Shakespeare from ../shared/data, placed in the data cache (tests never download)."""
+    src = SHARED_DATA / "tinyshakespeare" / "input.txt"
+    need(src.is_file(), f"{src} is missing")
+    dest = Path(os.environ["LMBENCH_DATA_DIR"]) / "tinyshakespeare" / "input.txt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        shutil.copy(src, dest)
+    return dest
