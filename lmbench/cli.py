@@ -135,8 +135,8 @@ def _print_result(result) -> None:
     present = [c for c in cols if f"test_{c}" in result.final]
     for c in present:
         table.add_column(c, justify="right")
-    for split in ("val", "test"):
-        table.add_row(split, *[f"{result.final[f'{split}_{c}']:.4f}" for c in present])
+    for split, prefix in (("val", "final_val"), ("test", "test")):
+        table.add_row(split, *[f"{result.final[f'{prefix}_{c}']:.4f}" for c in present])
     Console().print(table)
     p = result.num_params
     typer.echo(f"params: {p['non_embedding']:,} non-embedding, {p['embedding']:,} embedding; "

@@ -243,7 +243,9 @@ class Trainer:
             batches = self.data.eval_batches(split, self.spec.train.batch_size, self.spec.data.seq_len)
             floor = (self.data.floor or {}).get(split)
             m = summarize(evaluate(self.model, batches, self.rt), self.data.n_chars.get(split), floor)
-            out.update({f"{split}_{k}": v for k, v in m.items()})
+            # "final_val_*": full split with the best weights, unlike the per-step subset "val_*"
+            prefix = "final_val" if split == "val" else split
+            out.update({f"{prefix}_{k}": v for k, v in m.items()})
         return out
 
 

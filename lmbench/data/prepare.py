@@ -1,0 +1,382 @@
+"""``prepare_data``: corpus -> tokenizer (trained on train) -> token arrays, cached by fingerprint.
+
+Cache layout (``cache_dir`` = argument, ``$LMBENCH_CACHE_DIR`` or ``~/.cache/lmbench/tokens``)::
+
+    <cache_dir>/<source>-<tokenizer>-<fingerprint>/
+        tokenizer/            tokenizer.json (+ spm.model for bpe/unigram)
+        train.npy val.npy test.npy          1-D token ids (uint16, or uint32 for vocab > 65536)
+        {split}.offsets.npy {split}.prompt.npy   records only (see RecordSplit)
+        meta.json             stats, floor, n_chars, identity of the inputs
+
+The fingerprint hashes the corpus identity (synthetic: size, seed and generator version; named
+dataset: its pinned sha256; files: the sha256 of their bytes), the split fractions, the tokenizer
+kind and vocab size, and :data:`CACHE_FORMAT`. A folder is built under a temporary name next to
+its final place and renamed into it, so readers never see a half-written cache and a concurrent
+writer that wins the race is simply used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmbench.data.batching import (
+    Batch,
+    RecordBatcher,
+    RecordSplit,
+    TextBatcher,
+    record_eval_batches,
+    record_eval_count,
+    text_eval_batches,
+    text_n_targets,
+)
+from lmbench.data.sources import SPLITS, Corpus, load_corpus, source_identity, source_label
+from lmbench.data.tokenizers import (
+    BOS,
+    EOS,
+    UNK,
+    Tokenizer,
+    encode_to_array,
+    load_tokenizer,
+    token_dtype,
+    train_tokenizer,
+)
+from lmbench.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    return Path(os.environ.get("LMBENCH_CACHE_DIR") or "~/.cache/lmbench/tokens").expanduser()
+
+
+def fingerprint(spec: Any, identity: dict[str, Any] | None = None) -> str:
+    """16 hex digits identifying the tokenised data of a DataSpec (see module doc)."""
+    key = {
+        "format": CACHE_FORMAT,
+        "corpus": identity if identity is not None else source_identity(spec),
+        "split": None if spec.splits is not None else [round(f, 9) for f in spec.split],
+        "tokenizer": spec.tokenizer,
+        "vocab_size": spec.vocab_size,
+    }
+    blob = json.dumps(key, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass
+class PreparedData:
+    """Tokenised splits plus everything needed to batch and score them.
+
+    ``splits[split]``: text - a read-only 1-D memmap of token ids; records - a
+    :class:`~lmbench.data.batching.RecordSplit` (a sequence of ``(tokens, loss_mask)``).
+    ``floor[split]`` (synthetic only, else ``None``): the generator's total NLL of the split divided
+    by ``n_targets(split)``, in nats per token; ``None`` for a split that contains UNK tokens,
+    because then the tokenisation is lossy and the model is scored on a different (easier)
+    sequence than the one whose probability the generator recorded.
+    """
+
+    spec: Any
+    kind: str
+    tokenizer: Tokenizer
+    splits: dict[str, Any]
+    stats: dict[str, Any]
+    floor: dict[str, float | None] | None
+    n_chars: dict[str, int]
+    fingerprint: str
+    cache_path: Path
+    _warned: set[tuple[str, int]] = field(default_factory=set, repr=False)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    def n_targets(
+        self, split: str, seq_len: int | None = None, max_tokens: int | None = None
+    ) -> int:
+        """Number of targets :meth:`eval_batches` scores on ``split``.
+
+        Text: ``n_tokens - 1`` (every token but the first), capped by ``max_tokens``; it does not
+        depend on the batch shape. Records: completion tokens + EOS left after truncation to
+        ``seq_len + 1`` tokens (``seq_len`` defaults to ``spec.seq_len``).
+        """
+        data = self.splits[split]
+        if self.kind == "text":
+            return text_n_targets(len(data), max_tokens)
+        seq_len = seq_len or self.spec.seq_len
+        n = record_eval_count(data, seq_len, max_tokens)
+        return int(data.n_targets(seq_len)[:n].sum())
+
+    def _warn_truncation(self, split: str, seq_len: int) -> None:
+        if self.kind != "records" or (split, seq_len) in self._warned:
+            return
+        self._warned.add((split, seq_len))
+        n = self.splits[split].n_truncated(seq_len)
+        if n:
+            log.warning(
+                "%d of %d %s records are longer than seq_len+1=%d tokens and are truncated",
+                n,
+                len(self.splits[split]),
+                split,
+                seq_len + 1,
+            )
+
+    def train_batches(
+        self, batch_size: int, seq_len: int, seed: int
+    ) -> TextBatcher | RecordBatcher:
+        """A batcher over the train split: ``.batch(k)`` (pure in k), ``.batches_per_epoch``."""
+        if self.kind == "text":
+            b = TextBatcher(self.splits["train"], batch_size, seq_len, seed)
+            if (b.batch_size, b.seq_len) != (batch_size, seq_len):
+                log.warning(
+                    "train split (%d tokens) is short: batching %d streams x %d tokens "
+                    "instead of %d x %d",
+                    len(self.splits["train"]),
+                    b.batch_size,
+                    b.seq_len,
+                    batch_size,
+                    seq_len,
+                )
+            return b
+        self._warn_truncation("train", seq_len)
+        return RecordBatcher(self.splits["train"], batch_size, seq_len, seed)
+
+    def eval_batches(
+        self, split: str, batch_size: int, seq_len: int, max_tokens: int | None = None
+    ) -> Iterator[Batch]:
+        """Deterministic batches covering ``n_targets(split, seq_len, max_tokens)`` targets once."""
+        if split not in self.splits:
+            raise KeyError(f"unknown split {split!r} (have {list(self.splits)})")
+        if self.kind == "text":
+            return text_eval_batches(self.splits[split], batch_size, seq_len, max_tokens)
+        self._warn_truncation(split, seq_len)
+        return record_eval_batches(self.splits[split], batch_size, seq_len, max_tokens)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        log.info(msg)
+        if self.enabled:
+            print(
+                f"[data {time.perf_counter() - self.t0:6.1f}s] {msg}", file=sys.stderr, flush=True
+            )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:40] or "data"
+
+
+def prepare_data(
+    spec: Any, *, cache_dir: str | Path | None = None, progress: bool = False
+) -> PreparedData:
+    """Load, split, tokenise and cache the data of a :class:`~lmbench.spec.DataSpec`.
+
+    A second call with the same inputs loads the cache (memmaps) without reading the corpus
+    text (files are only hashed), training a tokenizer or tokenising.
+    """
+    say = _Progress(progress)
+    identity = source_identity(spec)
+    fp = fingerprint(spec, identity)
+    root = cache_root(cache_dir)
+    path = root / f"{_slug(source_label(spec))}-{spec.tokenizer}-{fp}"
+    if (path / "meta.json").is_file():
+        try:
+            data = _load(path, spec)
+            say(f"using cached tokens {path}")
+            return data
+        except Exception as e:  # a damaged cache is rebuilt, never trusted
+            log.warning("cache %s is unreadable (%s); rebuilding it", path, e)
+            shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():  # not ours (we only ever rename complete folders into place)
+        shutil.rmtree(path, ignore_errors=True)
+
+    say(f"loading corpus {source_label(spec)}")
+    corpus = load_corpus(spec)
+    say(f"training {spec.tokenizer} tokenizer on the train split")
+    tok = train_tokenizer(spec.tokenizer, corpus.train_texts(), spec.vocab_size)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        tok.save(tmp / "tokenizer")
+        meta = _write_splits(tmp, corpus, tok, say)
+        meta.update(
+            identity={
+                "corpus": identity,
+                "split": list(spec.split),
+                "tokenizer": spec.tokenizer,
+                "vocab_size": spec.vocab_size,
+                "format": CACHE_FORMAT,
+            },
+            fingerprint=fp,
+        )
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / "meta.json").is_file():
+                raise
+            log.info("another process cached %s first; using its copy", path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    say(f"cached tokens in {path}")
+    return _load(path, spec)
+
+
+def _write_splits(out: Path, corpus: Corpus, tok: Tokenizer, say: _Progress) -> dict[str, Any]:
+    dtype = token_dtype(tok.vocab_size)
+    per: dict[str, dict[str, Any]] = {}
+    floor: dict[str, float | None] | None = {} if corpus.nll is not None else None
+    for split in SPLITS:
+        say(f"tokenising {split}")
+        if corpus.kind == "text":
+            text = corpus.texts[split]
+            arr = encode_to_array(tok, text, dtype)
+            if len(arr) < 2:
+                raise DataError(
+                    corpus.source,
+                    f"corpus too small: the {split} split has {len(arr)} token(s); every split "
+                    "needs at least 2 - use more data or change data.split",
+                )
+            n_chars, n_targets = len(text), text_n_targets(len(arr))
+            st = {"n_tokens": len(arr), "n_chars": n_chars, "n_lines": corpus.n_lines[split]}
+        else:
+            arr, offsets, n_prompt, n_chars = _encode_records(tok, corpus.records[split], dtype)
+            np.save(out / f"{split}.offsets.npy", offsets)
+            np.save(out / f"{split}.prompt.npy", n_prompt)
+            n_targets = int((np.diff(offsets) - 1 - n_prompt).sum())
+            st = {
+                "n_tokens": len(arr),
+                "n_chars": n_chars,
+                "n_records": len(n_prompt),
+                "n_completion_tokens": n_targets,
+            }
+        st["n_unk"] = int(np.count_nonzero(arr == UNK))
+        per[split] = st
+        np.save(out / f"{split}.npy", arr)
+        if floor is not None and corpus.nll is not None:
+            # The floor is exact only if the tokens spell the text the generator scored.
+            floor[split] = corpus.nll[split] / n_targets if st["n_unk"] == 0 else None
+            st["generator_nll"] = corpus.nll[split]
+        del arr
+    stats: dict[str, Any] = dict(per)
+    stats.update(
+        vocab_size=tok.vocab_size,
+        source=corpus.source,
+        tokenizer=tok.kind,
+        kind=corpus.kind,
+        dtype=dtype.name,
+    )
+    return {
+        "kind": corpus.kind,
+        "stats": stats,
+        "floor": floor,
+        "n_chars": {s: per[s]["n_chars"] for s in SPLITS},
+    }
+
+
+def _encode_records(
+    tok: Tokenizer, records: list[tuple[str, str]], dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    prompts = tok.encode_batch([p for p, _ in records])
+    completions = tok.encode_batch([c for _, c in records])
+    n_prompt = np.fromiter(map(len, prompts), dtype=np.int64, count=len(records))
+    lengths = n_prompt + np.fromiter(map(len, completions), dtype=np.int64, count=len(records)) + 2
+    offsets = np.zeros(len(records) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    arr = np.empty(int(offsets[-1]), dtype=dtype)
+    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        a = int(offsets[i])
+        arr[a] = BOS
+        arr[a + 1 : a + 1 + len(p)] = p
+        arr[a + 1 + len(p) : a + 1 + len(p) + len(c)] = c
+        arr[a + 1 + len(p) + len(c)] = EOS
+    n_chars = sum(len(p) + len(c) for p, c in records)
+    return arr, offsets, n_prompt, n_chars
+
+
+def _load(path: Path, spec: Any) -> PreparedData:
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    tok = load_tokenizer(path / "tokenizer")
+    splits: dict[str, Any] = {}
+    for split in SPLITS:
+        arr = np.load(path / f"{split}.npy", mmap_mode="r")
+        if meta["kind"] == "records":
+            splits[split] = RecordSplit(
+                arr,
+                np.load(path / f"{split}.offsets.npy"),
+                np.load(path / f"{split}.prompt.npy"),
+            )
+        else:
+            splits[split] = arr
+        if len(arr) != meta["stats"][split]["n_tokens"]:
+            raise ValueError(
+                f"{split}.npy has {len(arr)} tokens, meta.json says {meta['stats'][split]['n_tokens']}"
+            )
+    stats = dict(meta["stats"])
+    # content-addressed: the same bytes may have been cached from another path
+    stats["source"] = source_label(spec)
+    stats["fingerprint"] = meta["fingerprint"]
+    return PreparedData(
+        spec=spec,
+        kind=meta["kind"],
+        tokenizer=tok,
+        splits=splits,
+        stats=stats,
+        floor=meta["floor"],
+        n_chars=meta["n_chars"],
+        fingerprint=meta["fingerprint"],
+        cache_path=path,
+    )
+
+
+def corpus_stats(
+    spec: Any, *, cache_dir: str | Path | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """What ``lmbench data --source X`` prints: per split characters, lines/records, tokens, UNKs,
+    eval targets and floor, plus vocab size, tokenizer, fingerprint and cache folder."""
+    data = prepare_data(spec, cache_dir=cache_dir, progress=progress)
+    out: dict[str, Any] = {
+        "source": data.stats["source"],
+        "kind": data.kind,
+        "tokenizer": data.tokenizer.kind,
+        "vocab_size": data.vocab_size,
+        "fingerprint": data.fingerprint,
+        "cache_path": str(data.cache_path),
+        "splits": {},
+    }
+    for split in SPLITS:
+        st = data.stats[split]
+        row = {
+            "chars": st["n_chars"],
+            "lines" if data.kind == "text" else "records": st.get("n_lines", st.get("n_records")),
+            "tokens": st["n_tokens"],
+            "unk": st["n_unk"],
+            "targets": data.n_targets(split),
+            "floor": data.floor.get(split) if data.floor else None,
+        }
+        out["splits"][split] = row
+    return out

@@ -1,0 +1,375 @@
+"""Tokenizers: ``char``, ``word``, ``bpe`` and ``unigram`` (SentencePiece), trained on the train split.
+
+Special ids are fixed for every kind: ``UNK=0, BOS=1, EOS=2, PAD=3``; ordinary symbols start at 4.
+``decode`` drops BOS/EOS/PAD and renders UNK as ``⁇``.
+
+Losslessness (``decode(encode(text)) == text`` when no UNK is produced):
+
+* ``char`` - always ("\\n" is an ordinary character).
+* ``word`` - tokens are ``\\S+`` runs plus "\\n" as its own token; spaces are dropped and decode
+  puts single spaces between words, so it is lossless only for text whose lines are single-space
+  separated without leading/trailing spaces or tabs (true for the synthetic corpus).
+* ``bpe`` / ``unigram`` - identity normalisation, no whitespace collapsing, no dummy prefix, and
+  "\\n" is a user-defined piece (id 4), so whole multi-line texts encode in one call and decode
+  restores them exactly. (We use a newline piece rather than EOS so that EOS keeps meaning
+  "end of record" for prompt/completion data.)
+
+Encoding is streamed: :func:`encode_to_array` walks a text in ~4 MB chunks cut at newlines and
+concatenates compact per-chunk arrays, so no Python list of all token ids is ever built.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from itertools import chain, repeat
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from lmbench.data.sources import check_vocab_size
+from lmbench.errors import SpecError
+
+UNK, BOS, EOS, PAD = 0, 1, 2, 3
+N_SPECIAL = 4
+SPECIAL_PIECES = ("<unk>", "<s>", "</s>", "<pad>")
+UNK_SURFACE = "\u2047"  # ⁇, as SentencePiece renders an unknown piece
+TOKENIZER_KINDS = ("char", "word", "bpe", "unigram")
+CHUNK_CHARS = 1 << 22  # ~4 MB of text per encoding step
+_FORMAT = 1
+
+# SentencePiece's unigram EM sums per thread, so its scores depend (slightly) on the thread
+# count; pin it so the same fingerprint gives the same tokenizer on every machine. BPE training
+# is thread-count independent and uses every core.
+_UNIGRAM_TRAIN_THREADS = 4
+# SentencePiece keeps its sample of sentences in memory (unigram needs ~25 bytes of RAM per
+# character): sample at most 2M lines and about 20M characters, whichever is smaller.
+_SP_INPUT_SENTENCES = 2_000_000
+_SP_INPUT_CHARS = 20_000_000
+_SP_MAX_SENTENCE_LENGTH = 1 << 16
+_SP_SEED = 0
+
+
+def iter_chunks(text: str, size: int = CHUNK_CHARS) -> Iterator[str]:
+    """Consecutive pieces of ``text`` of about ``size`` characters, each ending at a newline."""
+    start, n = 0, len(text)
+    while start < n:
+        end = start + size
+        if end >= n:
+            end = n
+        else:
+            nl = text.find("\n", end - 1)
+            end = n if nl == -1 else nl + 1
+        yield text[start:end]
+        start = end
+
+
+def split_words(text: str) -> list[str]:
+    """Word tokens: runs of non-whitespace, and every "\\n" as a token of its own.
+
+    (Same as ``re.findall(r"\\S+|\\n", text)``, several times faster.)
+    """
+    out: list[str] = []
+    for line in text.split("\n"):
+        out += line.split()
+        out.append("\n")
+    out.pop()  # the piece after the last newline has no newline after it
+    return out
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+class Tokenizer(ABC):
+    """Text <-> ids. ``vocab_size`` counts the 4 special ids."""
+
+    kind: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int: ...
+
+    @abstractmethod
+    def encode_array(self, text: str) -> np.ndarray:
+        """Ids of ``text`` as a 1-D int64 array (the fast path used for whole corpora)."""
+
+    @abstractmethod
+    def id_to_piece(self, i: int) -> str: ...
+
+    @abstractmethod
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids``; BOS/EOS/PAD are dropped, UNK becomes ``⁇``."""
+
+    @abstractmethod
+    def _save(self, directory: Path) -> dict[str, Any]: ...
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_array(text).tolist()
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``tokenizer.json`` (kind, vocab size, vocab for char/word) and ``spm.model`` for SP."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {"format": _FORMAT, "kind": self.kind, "vocab_size": self.vocab_size}
+        meta.update(self._save(d))
+        (d / "tokenizer.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind!r}, vocab_size={self.vocab_size})"
+
+
+def _ids(ids: Iterable[int]) -> list[int]:
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()  # numpy arrays and torch tensors
+    return [int(i) for i in ids]
+
+
+class _VocabTokenizer(Tokenizer):
+    """Shared parts of char and word: an explicit list of pieces."""
+
+    def __init__(self, pieces: list[str]):
+        self.itos = list(SPECIAL_PIECES) + list(pieces)
+        self.stoi = {p: i + N_SPECIAL for i, p in enumerate(pieces)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def id_to_piece(self, i: int) -> str:
+        return self.itos[i]
+
+    def _pieces(self, ids: Iterable[int]) -> list[str]:
+        out = []
+        for i in _ids(ids):
+            if i == UNK:
+                out.append(UNK_SURFACE)
+            elif i >= N_SPECIAL:
+                out.append(self.itos[i])
+        return out
+
+    def _save(self, directory: Path) -> dict[str, Any]:
+        return {"pieces": self.itos[N_SPECIAL:]}
+
+
+class CharTokenizer(_VocabTokenizer):
+    """One id per Unicode character; unseen characters map to UNK."""
+
+    kind = "char"
+
+    def __init__(self, pieces: list[str]):
+        super().__init__(pieces)
+        codes = np.array([ord(c) for c in pieces], dtype=np.int64)
+        top = int(codes.max()) + 1 if len(codes) else 1
+        # code point -> id; the extra last slot (UNK) catches every code point above the table.
+        self._table = np.full(top + 1, UNK, dtype=np.int64)
+        self._table[codes] = np.arange(N_SPECIAL, N_SPECIAL + len(codes))
+
+    def encode_array(self, text: str) -> np.ndarray:
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+        return self._table[np.minimum(codes, len(self._table) - 1)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self._pieces(ids))
+
+
+class WordTokenizer(_VocabTokenizer):
+    """``\\S+`` words plus "\\n"; lossless only for single-space separated lines (see module doc)."""
+
+    kind = "word"
+
+    def encode_array(self, text: str) -> np.ndarray:
+        words = split_words(text)
+        return np.fromiter(map(self.stoi.get, words, repeat(UNK)), dtype=np.int64, count=len(words))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self._pieces(ids)).replace(" \n", "\n").replace("\n ", "\n")
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """SentencePiece ``bpe`` or ``unigram`` model; "\\n" is the user-defined piece 4."""
+
+    def __init__(self, kind: str, model: bytes):
+        import sentencepiece as spm
+
+        self.kind = kind  # type: ignore[misc]
+        self.model = model
+        self.sp = spm.SentencePieceProcessor(model_proto=model)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def id_to_piece(self, i: int) -> str:
+        return self.sp.id_to_piece(i)
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode(texts, num_threads=_cpu_count())
+
+    def encode_array(self, text: str) -> np.ndarray:
+        # Pieces cut at newlines encode exactly like the whole text ("\n" is an atomic piece and
+        # there is no dummy prefix), and a list is encoded on every core.
+        parts = list(iter_chunks(text, 1 << 12))  # SP encodes long pieces slower
+        ids = self.encode_batch(parts)
+        return np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=sum(map(len, ids)))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode([i for i in _ids(ids) if i not in (BOS, EOS, PAD)])
+
+    def _save(self, directory: Path) -> dict[str, Any]:
+        (directory / "spm.model").write_bytes(self.model)
+        return {"model_file": "spm.model"}
+
+
+def load_tokenizer(directory: str | Path) -> Tokenizer:
+    """Load a tokenizer written by :meth:`Tokenizer.save`."""
+    d = Path(directory)
+    meta = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
+    kind = meta["kind"]
+    if kind == "char":
+        tok: Tokenizer = CharTokenizer(meta["pieces"])
+    elif kind == "word":
+        tok = WordTokenizer(meta["pieces"])
+    elif kind in ("bpe", "unigram"):
+        tok = SentencePieceTokenizer(kind, (d / meta["model_file"]).read_bytes())
+    else:
+        raise ValueError(f"{d}: unknown tokenizer kind {kind!r}")
+    if tok.vocab_size != meta["vocab_size"]:
+        raise ValueError(f"{d}: vocab size {tok.vocab_size} != recorded {meta['vocab_size']}")
+    return tok
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def _top(counts: dict[str, int], vocab_size: int | None) -> list[str]:
+    """Most frequent first; ties broken by the symbol so the order is deterministic."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if vocab_size is not None:
+        ranked = ranked[: vocab_size - N_SPECIAL]
+    return [s for s, _ in ranked]
+
+
+def _train_char(texts: Iterable[str], vocab_size: int | None) -> CharTokenizer:
+    counts: dict[int, int] = {}
+    for text in texts:
+        for chunk in iter_chunks(text):
+            codes = np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+            u, c = np.unique(codes, return_counts=True)
+            for k, v in zip(u.tolist(), c.tolist(), strict=True):
+                counts[k] = counts.get(k, 0) + v
+    check_vocab_size(vocab_size, len(counts), "characters")
+    return CharTokenizer(_top({chr(k): v for k, v in counts.items()}, vocab_size))
+
+
+def _train_word(texts: Iterable[str], vocab_size: int | None) -> WordTokenizer:
+    counts: Counter[str] = Counter()
+    for text in texts:
+        for chunk in iter_chunks(text):
+            counts.update(split_words(chunk))
+    check_vocab_size(vocab_size, len(counts), "words (counting newline)")
+    return WordTokenizer(_top(counts, vocab_size))
+
+
+def _sentences(texts: Iterable[str]) -> Iterator[str]:
+    for text in texts:
+        for chunk in iter_chunks(text):
+            yield from chunk.split("\n")
+
+
+def _train_sentencepiece(kind: str, texts: list[str], vocab_size: int) -> SentencePieceTokenizer:
+    import sentencepiece as spm
+
+    n_chars = sum(map(len, texts))
+    n_lines = sum(t.count("\n") + 1 for t in texts)
+    sample = int(min(_SP_INPUT_SENTENCES, max(1000, _SP_INPUT_CHARS * n_lines / max(n_chars, 1))))
+
+    if hasattr(spm, "set_random_generator_seed"):
+        spm.set_random_generator_seed(_SP_SEED)
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=_sentences(texts),
+            model_writer=model,
+            model_type=kind,
+            vocab_size=vocab_size,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            add_dummy_prefix=False,
+            user_defined_symbols=["\n"],
+            unk_id=UNK,
+            bos_id=BOS,
+            eos_id=EOS,
+            pad_id=PAD,
+            byte_fallback=False,
+            character_coverage=1.0,
+            input_sentence_size=sample,
+            shuffle_input_sentence=True,
+            max_sentence_length=_SP_MAX_SENTENCE_LENGTH,
+            seed_sentencepiece_size=1_000_000,
+            num_threads=_UNIGRAM_TRAIN_THREADS if kind == "unigram" else _cpu_count(),
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+        m = re.search(
+            r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", msg
+        )
+        if m:
+            raise SpecError(
+                "data.vocab_size",
+                f"{vocab_size} is too large for {kind}: the train split supports at most "
+                f"{m.group(2)} pieces; lower data.vocab_size",
+            ) from None
+        m = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", msg)
+        if m:
+            raise SpecError(
+                "data.vocab_size",
+                f"{vocab_size} is too small for {kind}: the train split has {m.group(2)} distinct "
+                f"characters; use at least {int(m.group(2)) + N_SPECIAL + 1}",
+            ) from None
+        raise SpecError(
+            "data.vocab_size", f"sentencepiece could not train a {kind} model: {msg}"
+        ) from None
+    return SentencePieceTokenizer(kind, model.getvalue())
+
+
+def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None) -> Tokenizer:
+    """Train a tokenizer of ``kind`` on ``texts`` (the train split's text pieces)."""
+    if kind == "char":
+        return _train_char(texts, vocab_size)
+    if kind == "word":
+        return _train_word(texts, vocab_size)
+    if kind in ("bpe", "unigram"):
+        if vocab_size is None:
+            raise SpecError("data.vocab_size", f"tokenizer {kind!r} needs data.vocab_size")
+        return _train_sentencepiece(kind, list(texts), vocab_size)
+    raise SpecError(
+        "data.tokenizer", f"unknown tokenizer {kind!r} (expected one of {TOKENIZER_KINDS})"
+    )
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 while every id fits, else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def encode_to_array(tok: Tokenizer, text: str, dtype: np.dtype) -> np.ndarray:
+    """Encode a whole text chunk by chunk into one compact array (never a list of all ids)."""
+    parts = [tok.encode_array(chunk).astype(dtype, copy=False) for chunk in iter_chunks(text)]
+    if not parts:
+        return np.zeros(0, dtype=dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
