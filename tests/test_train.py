@@ -114,27 +114,25 @@ def test_exception_marks_run_failed(store):
     assert "simulated crash" in run.data.tags["lmbench.failure"]
 
 
-def test_nan_loss_fails_the_run_with_the_reason(store):
-    def poison(step, tokens, metrics, holder={}):
+def test_nan_loss_fails_the_run_with_the_reason(store, monkeypatch):
+    from lmbench import train as train_mod
+
+    holder = {}
+    orig = train_mod.Trainer.__init__
+
+    def init(self, *a, **k):  # keep a handle on the model so the hook can corrupt it
+        orig(self, *a, **k)
+        holder["model"] = self.model
+
+    def poison(step, tokens, metrics):
         if step == 2:
             for p in holder["model"].parameters():
                 p.data.fill_(float("nan"))
 
+    monkeypatch.setattr(train_mod.Trainer, "__init__", init)
     spec = build_spec({"name": "unit"}, QUICK + ["model.arch=gru"])
-    from lmbench import train as train_mod
-
-    orig = train_mod.Trainer.__init__
-
-    def init(self, *a, **k):
-        orig(self, *a, **k)
-        poison.__defaults__[0]["model"] = self.model
-
-    train_mod.Trainer.__init__ = init
-    try:
-        with pytest.raises(NonFiniteLoss):
-            train(spec, tracker=Tracker("unit", store), quiet=True, on_step=poison)
-    finally:
-        train_mod.Trainer.__init__ = orig
+    with pytest.raises(NonFiniteLoss):
+        train(spec, tracker=Tracker("unit", store), quiet=True, on_step=poison)
     run = _latest(store)
     assert run.info.status == "FAILED"
     assert "non-finite training loss" in run.data.tags["lmbench.failure"]
