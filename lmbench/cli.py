@@ -103,8 +103,8 @@ def train(
     quiet: QuietOpt = False,
 ) -> None:
     """Train one model, evaluate it on val and test, and record everything in MLflow."""
-    from lmbench.experiments import resume_training, run_training
     from lmbench.errors import SpecError
+    from lmbench.experiments import resume_training, run_training
     from lmbench.spec import load_spec
 
     _setup_logging(quiet)

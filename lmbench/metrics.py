@@ -41,7 +41,7 @@ class EvalSums:
         return EvalSums(self.nll + other.nll, self.tokens + other.tokens, self.correct + other.correct)
 
 
-def summarize(sums: EvalSums, n_chars: int | None = None, floor: float | None = None) -> dict[str, float]:
+def summarize(sums: EvalSums, n_chars: float | None = None, floor: float | None = None) -> dict[str, float]:
     """Turn summed statistics into reported metrics.
 
     loss = nll / tokens, perplexity = exp(loss), bits per token = loss / ln 2; bits per character

@@ -246,11 +246,24 @@ class Trainer:
         for split in ("val", "test"):
             batches = self.data.eval_batches(split, self.spec.train.batch_size, self.spec.data.seq_len)
             floor = (self.data.floor or {}).get(split)
-            m = summarize(evaluate(self.model, batches, self.rt), self.data.n_chars.get(split), floor)
+            sums = evaluate(self.model, batches, self.rt)
+            m = summarize(sums, self._chars_evaluated(split, sums.tokens), floor)
             # "final_val_*": full split with the best weights, unlike the per-step subset "val_*"
             prefix = "final_val" if split == "val" else split
             out.update({f"{prefix}_{k}": v for k, v in m.items()})
         return out
+
+
+    def _chars_evaluated(self, split: str, targets: int) -> float | None:
+        """Characters covered by the evaluated targets, for bits per character.
+
+        Every token of a text split but the first is a target, so we scale the split's character
+        count by targets/tokens (exact for char data: bits per char == bits per token). Records
+        score completions only, and their character share is not tracked: no bpc there.
+        """
+        if self.data.kind != "text":
+            return None
+        return self.data.n_chars[split] * targets / self.data.stats[split]["n_tokens"]
 
 
 def _map_tensors(obj, fn):

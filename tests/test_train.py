@@ -61,6 +61,7 @@ def test_quick_train_every_architecture_lands_in_mlflow(arch, store, isolated):
     assert m["test_ppl"] == pytest.approx(math.exp(m["test_loss"]), rel=1e-6)
     assert m["test_excess"] == pytest.approx(m["test_loss"] - m["test_floor"], abs=1e-9)
     assert 0 <= m["test_accuracy"] <= 1 and m["test_floor"] > 0
+    assert m["final_val_loss"] > 0 and m["test_bits_per_char"] > 0
     arts = {a.path for a in c.list_artifacts(run.info.run_id)}
     assert {"spec.yaml", "tokenizer", "checkpoint", "curve.png", "summary.json"} <= arts
     ckpt = {a.path for a in c.list_artifacts(run.info.run_id, "checkpoint")}
@@ -91,7 +92,9 @@ def test_resume_reproduces_the_uninterrupted_losses(arch, store, isolated):
     assert killed.info.status == "KILLED"
     assert killed.data.tags["lmbench.stop_reason"] == "interrupted at step 10"
 
-    result = CliRunner().invoke(app, ["train", "--resume", killed.info.run_id, "--tracking-uri", store, "--quiet"])
+    # lstm resumes from the checkpoint path, gpt from the MLflow run id: both forms of --resume
+    target = str(isolated / "b" / "checkpoints" / killed.info.run_id) if arch == "lstm" else killed.info.run_id
+    result = CliRunner().invoke(app, ["train", "--resume", target, "--tracking-uri", store, "--quiet"])
     assert result.exit_code == 0, result.output
     resumed = c.get_run(killed.info.run_id)
     assert resumed.info.status == "FINISHED"
@@ -243,3 +246,16 @@ def test_compile_flag_trains(store):
     torch._dynamo.reset()
     r = _train(store, ["model.arch=gpt", "train.compile=true", "train.budget={steps: 4}"])
     assert r.steps == 4 and math.isfinite(r.final["test_loss"])
+
+
+def test_char_data_bits_per_char_equals_bits_per_token(store, shakespeare):
+    r = _train(store, ["model.arch=gpt", "data.source=tinyshakespeare", "data.tokenizer=char", "train.budget={steps: 2}",
+                       "data.split=[0.98, 0.01, 0.01]"])
+    assert r.final["test_bits_per_char"] == pytest.approx(r.final["test_bits_per_token"], rel=1e-9)
+    assert "test_floor" not in r.final  # only the synthetic corpus has a known floor
+
+
+def test_data_command_shows_corpus_stats(isolated):
+    r = CliRunner().invoke(app, ["data", "--source", "synthetic", "--set", "data.size=5000"])
+    assert r.exit_code == 0, r.output
+    assert '"floor"' in r.output and '"train"' in r.output
