@@ -131,10 +131,11 @@ def _print_result(result) -> None:
     table = Table(title=f"run {result.run_id}  ({result.stop_reason}, {result.steps} steps, "
                         f"{result.tokens:,} tokens, {result.seconds:.1f}s, {result.tokens_per_sec:,.0f} tok/s)")
     table.add_column("split")
-    cols = ["loss", "ppl", "accuracy", "bits_per_token", "bits_per_char", "floor", "excess"]
+    cols = {"loss": "loss", "ppl": "ppl", "accuracy": "acc", "bits_per_token": "bits/tok",
+            "bits_per_char": "bits/char", "floor": "floor", "excess": "excess"}
     present = [c for c in cols if f"test_{c}" in result.final]
     for c in present:
-        table.add_column(c, justify="right")
+        table.add_column(cols[c], justify="right")
     for split, prefix in (("val", "final_val"), ("test", "test")):
         table.add_row(split, *[f"{result.final[f'{prefix}_{c}']:.4f}" for c in present])
     Console().print(table)

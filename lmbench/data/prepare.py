@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -178,11 +177,9 @@ class _Progress:
         self.t0 = time.perf_counter()
 
     def __call__(self, msg: str) -> None:
-        log.info(msg)
-        if self.enabled:
-            print(
-                f"[data {time.perf_counter() - self.t0:6.1f}s] {msg}", file=sys.stderr, flush=True
-            )
+        # one channel: logging (the CLI shows INFO unless --quiet)
+        level = logging.INFO if self.enabled else logging.DEBUG
+        log.log(level, "[data %5.1fs] %s", time.perf_counter() - self.t0, msg)
 
 
 def _slug(text: str) -> str:
