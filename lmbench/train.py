@@ -289,29 +289,38 @@ def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, res
     ``resume_run_id`` the same MLflow run is continued.
     """
     from lmbench.data import prepare_data
-    from lmbench.spec import flatten, resolved_dict, spec_hash
 
     data = data or prepare_data(spec.data, progress=not quiet)
     tr = Trainer(spec, data, tracker, quiet=quiet, workdir=workdir, on_eval=on_eval, on_step=on_step)
     if resume is not None:
         tr.resume(resume)
     n_params = tr.model.num_params()
-    if tracker is not None:
-        if resume_run_id:
-            tracker.reopen(resume_run_id)
-            tr.run_id = resume_run_id
-        else:
-            run_tags = {"lmbench.kind": "train", "lmbench.spec_hash": spec_hash(spec), "lmbench.arch": spec.model.arch,
-                        "device": str(tr.rt.device), "device.name": tr.rt.name, "precision": tr.rt.precision,
-                        "mlflow.source.name": "lmbench train", **(tags or {})}
-            params = {**flatten(resolved_dict(spec)), **{f"params.{k}": v for k, v in n_params.items()},
-                      "data.vocab_size_actual": data.tokenizer.vocab_size}
-            tr.run_id = tracker.start(run_name or f"{spec.model.arch}-s{spec.train.seed}", params, run_tags, parent_run_id)
-    tr.run_id = tr.run_id or uuid.uuid4().hex
+    if tracker is None:
+        tr.run_id = uuid.uuid4().hex
+    elif resume_run_id:
+        tracker.reopen(resume_run_id)
+        tr.run_id = resume_run_id
+    else:
+        tr.run_id = _open_run(tr, n_params, parent_run_id, run_name, tags)
     tr.ckpt_root = workdir / "checkpoints" / tr.run_id
     if tracker is not None:
         tracker.set_tags({"lmbench.checkpoint_dir": str(tr.ckpt_root.resolve())})
     return _run_tracked(tr, n_params)
+
+
+def _open_run(tr: Trainer, n_params: dict[str, int], parent_run_id: str | None, run_name: str | None,
+              tags: dict[str, str] | None) -> str:
+    """Create the MLflow run: the flattened resolved spec as params, provenance as tags."""
+    from lmbench.spec import flatten, resolved_dict, spec_hash
+
+    spec = tr.spec
+    run_tags = {"lmbench.kind": "train", "lmbench.spec_hash": spec_hash(spec), "lmbench.arch": spec.model.arch,
+                "device": str(tr.rt.device), "device.name": tr.rt.name, "precision": tr.rt.precision,
+                "mlflow.source.name": "lmbench train", **(tags or {})}
+    params = {**flatten(resolved_dict(spec)), **{f"params.{k}": v for k, v in n_params.items()},
+              "data.vocab_size_actual": tr.data.tokenizer.vocab_size}
+    name = run_name or f"{spec.model.arch}-s{spec.train.seed}"
+    return tr.tracker.start(name, params, run_tags, parent_run_id)
 
 
 def _run_tracked(tr: Trainer, n_params: dict[str, int]) -> TrainResult:
