@@ -144,6 +144,158 @@ def _print_result(result) -> None:
                f"checkpoints: {result.checkpoint_dir}")
 
 
+ModelsOpt = Annotated[str | None, typer.Option("--models", help="Comma-separated architectures, e.g. rnn,lstm,gru.")]
+TrialsOpt = Annotated[int | None, typer.Option("--trials", help="Total Optuna trials per model (re-runs continue).")]
+SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="Final runs per model/value, same seeds for all.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Processes sharing each study on this machine.")]
+DevicesOpt = Annotated[str | None, typer.Option("--devices", help="cuda:0,cuda:1 | all | cpu, round-robin over workers.")]
+StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (default: a journal file in studies/).")]
+
+
+def _search_overrides(trials, workers, devices, storage) -> list[str]:
+    pairs = {"search.trials": trials, "search.workers": workers, "search.devices": devices, "search.storage": storage}
+    return [f"{k}={_yaml_str(v) if isinstance(v, str) else v}" for k, v in pairs.items() if v is not None]
+
+
+@app.command()
+@user_errors
+def compare(
+    spec: SpecArg = None,
+    models_: ModelsOpt = None,
+    trials: TrialsOpt = None,
+    seeds: SeedsOpt = None,
+    match_params: Annotated[int | None, typer.Option("--match-params", help="Size every model to N non-embedding params.")] = None,
+    workers: WorkersOpt = None,
+    devices: DevicesOpt = None,
+    storage: StorageOpt = None,
+    data: DataOpt = None,
+    set_: SetOpt = None,
+    tracking_uri: UriOpt = None,
+    quick: QuickOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Tune every model with the same budget, retrain each best config with K seeds, compare them."""
+    from lmbench.experiments import compare as run_compare
+    from lmbench.spec import load_spec
+
+    _setup_logging(quiet)
+    extra = _search_overrides(trials, workers, devices, storage)
+    if models_ is not None:
+        extra.append(f"compare.models={_yaml_str(models_)}" if not models_.strip() else
+                     f"compare.models={[m.strip() for m in models_.split(',')]}")
+    extra += [f"compare.{k}={v}" for k, v in (("seeds", seeds), ("match_params", match_params)) if v is not None]
+    overrides = _overrides(quick, [*extra, *(set_ or [])], data=data, tracking_uri=tracking_uri)
+    result = run_compare(load_spec(spec, overrides), quiet=quiet)
+    _print_table(result, "compare")
+
+
+@app.command()
+@user_errors
+def ablate(
+    spec: SpecArg = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Parameter to sweep (repeatable): dropout, lr, n_layers, ...")] = None,
+    values: Annotated[list[str] | None, typer.Option("--values", help="v1,v2,... for a single --param, or NAME=v1,v2 (repeatable).")] = None,
+    model: ModelOpt = None,
+    seeds: SeedsOpt = None,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="spec (the spec's config) | best (best trial of the model's study).")] = None,
+    storage: StorageOpt = None,
+    data: DataOpt = None,
+    set_: SetOpt = None,
+    tracking_uri: UriOpt = None,
+    quick: QuickOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """One-factor-at-a-time ablation around a baseline, every value with the baseline's seeds."""
+    from lmbench.errors import SpecError
+    from lmbench.experiments import ablate as run_ablate
+    from lmbench.spec import load_spec
+
+    _setup_logging(quiet)
+    extra = _search_overrides(None, None, None, storage)
+    if param:
+        extra.append(f"ablate.params={[p.strip() for p in param]}")
+    for v in values or []:
+        name, sep, listed = v.partition("=")
+        if not sep:
+            if not param or len(param) != 1:
+                raise SpecError("--values", "with several --param, write --values NAME=v1,v2")
+            name, listed = param[0], v
+        extra.append(f"ablate.values.{name.strip()}=[{listed}]")
+    extra += [f"ablate.{k}={v}" for k, v in (("seeds", seeds), ("baseline", baseline), ("model", model)) if v is not None]
+    overrides = _overrides(quick, [*extra, *(set_ or [])], data=data, tracking_uri=tracking_uri)
+    result = run_ablate(load_spec(spec, overrides), quiet=quiet)
+    _print_table(result, "ablate")
+
+
+@app.command()
+@user_errors
+def tune(
+    spec: SpecArg = None,
+    model: ModelOpt = None,
+    trials: TrialsOpt = None,
+    workers: WorkersOpt = None,
+    devices: DevicesOpt = None,
+    storage: StorageOpt = None,
+    data: DataOpt = None,
+    set_: SetOpt = None,
+    tracking_uri: UriOpt = None,
+    quick: QuickOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run one model's Optuna study to its total and print the best trial."""
+    from lmbench.experiments import tune as run_tune
+    from lmbench.spec import load_spec
+
+    _setup_logging(quiet)
+    extra = _search_overrides(trials, workers, devices, storage)
+    overrides = _overrides(quick, [*extra, *(set_ or [])], model=model, data=data, tracking_uri=tracking_uri)
+    s = load_spec(spec, overrides)
+    result = run_tune(s, s.model.arch, quiet=quiet)
+    typer.echo(f"best val loss {result['best_value']:.4f} with {result['best_params']}")
+
+
+@app.command("run")
+@user_errors
+def run_spec(
+    spec: Annotated[Path, typer.Argument(help="Experiment spec; its `kind` says what to run.")],
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run whatever the spec's kind says (train | tune | compare | ablate) with the spec's settings."""
+    from lmbench import experiments
+    from lmbench.spec import load_spec
+
+    _setup_logging(quiet)
+    s = load_spec(spec, set_)
+    if s.kind == "train":
+        _print_result(experiments.run_training(s, quiet=quiet))
+    elif s.kind == "tune":
+        result = experiments.tune(s, s.model.arch, quiet=quiet)
+        typer.echo(f"best val loss {result['best_value']:.4f} with {result['best_params']}")
+    else:
+        _print_table(getattr(experiments, s.kind)(s, quiet=quiet), s.kind)
+
+
+def _print_table(result, kind: str) -> None:
+    from rich.console import Console
+
+    from lmbench.stats import render_table
+
+    table = result["table"]
+    if kind == "compare":
+        title = "compare: mean ± 95% CI over seeds (t), paired t-test vs the best (★)"
+        cols = [("test_loss", "test loss"), ("test_ppl", "ppl"), ("test_accuracy", "acc"), ("test_excess", "excess"),
+                ("params_non_embedding", "params"), ("train_tokens_per_sec", "tok/s"), ("train_seconds", "train s"),
+                ("delta_vs_best", "Δ vs best"), ("p_vs_best", "p")]
+    else:
+        title = "ablate: mean ± 95% CI over seeds (t), delta and paired t-test vs the baseline"
+        cols = [("param", "param"), ("value", "value"), ("test_loss", "test loss"), ("test_ppl", "ppl"),
+                ("test_accuracy", "acc"), ("delta", "Δ vs baseline"), ("p", "p")]
+    cols = [(k, h) for k, h in cols if k in table.columns or f"{k}_mean" in table.columns]
+    Console(width=max(120, Console().width)).print(render_table(table, title, cols))
+    typer.echo(f"results: {result['path']} (and .json); MLflow root run {result['root_run_id']}")
+
+
 @app.command()
 @user_errors
 def models() -> None:

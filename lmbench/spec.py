@@ -116,7 +116,7 @@ class TrainSpec(_Strict):
     budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(steps=1000))
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["adamw"] = "adamw"
-    lr: float = Field(3e-3, gt=0, le=10)
+    lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.99)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
@@ -152,6 +152,69 @@ class TrackingSpec(_Strict):
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
 
 
+class SpaceParam(_Strict):
+    """One search dimension: exactly one of float, int (a [low, high] range) or categorical."""
+
+    float_: tuple[float, float] | None = Field(None, alias="float")
+    int_: tuple[int, int] | None = Field(None, alias="int")
+    categorical: list[Any] | None = Field(None, min_length=1)
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SpaceParam:
+        given = [k for k in ("float_", "int_", "categorical") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of float: [low, high], int: [low, high] or categorical: [...]")
+        rng = self.float_ or self.int_
+        if rng is not None:
+            if rng[0] > rng[1]:
+                raise ValueError(f"low {rng[0]} is above high {rng[1]}")
+            if self.log and rng[0] <= 0:
+                raise ValueError("a log-scaled range needs low > 0")
+        return self
+
+    def as_dist(self) -> dict[str, Any]:
+        """The registry's form: {"type": float|int|categorical, low/high/log/step or choices}."""
+        if self.categorical is not None:
+            return {"type": "categorical", "choices": list(self.categorical)}
+        kind, (low, high) = ("float", self.float_) if self.float_ is not None else ("int", self.int_)
+        d: dict[str, Any] = {"type": kind, "low": low, "high": high, "log": self.log}
+        if self.step is not None:
+            d["step"] = self.step
+        return d
+
+
+class SearchSpec(_Strict):
+    trials: int = Field(8, ge=1, description="total trials per model (re-running continues to this total)")
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    seed: int = Field(0, ge=0, description="sampler seed")
+    budget: BudgetSpec | None = Field(None, description="per-trial budget (default: train.budget)")
+    storage: str | None = Field(None, description="Optuna storage URL (default: a journal file in studies/)")
+    workers: int = Field(1, ge=1, description="processes sharing a study on this machine")
+    devices: str | None = Field(None, description="cuda:0,cuda:1 | all | cpu (round-robin over workers)")
+    space: dict[str, dict[str, SpaceParam]] = Field(
+        default_factory=dict, description="per model: parameter -> range, overriding/extending its default space"
+    )
+
+
+class CompareSpec(_Strict):
+    models: list[str] = Field(default_factory=lambda: ["rnn", "lstm", "gru", "transformer"], min_length=1)
+    seeds: int = Field(3, ge=1, description="final runs per model with the best configuration")
+    match_params: int | None = Field(None, ge=1, description="size every model to this many non-embedding params")
+
+
+class AblateSpec(_Strict):
+    params: list[str] = Field(default_factory=list, description="parameters to sweep, one at a time")
+    values: dict[str, list[Any]] = Field(default_factory=dict, description="values per parameter (default: a grid)")
+    model: str | None = Field(None, description="architecture (default: model.arch)")
+    baseline: Literal["spec", "best"] = "spec"
+    seeds: int = Field(3, ge=1)
+
+
 class ExperimentSpec(_Strict):
     name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     kind: Literal["train", "tune", "compare", "ablate"] = "train"
@@ -159,6 +222,9 @@ class ExperimentSpec(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    compare: CompareSpec = Field(default_factory=CompareSpec)
+    ablate: AblateSpec = Field(default_factory=AblateSpec)
 
     @property
     def experiment_name(self) -> str:
@@ -234,6 +300,7 @@ def build_spec(raw: dict[str, Any] | None = None, overrides: list[str] | None = 
     except ValidationError as e:
         raise _first_error(e) from None
     check_model(spec)
+    check_search(spec)
     return spec
 
 
@@ -255,6 +322,26 @@ def check_model(spec: ExperimentSpec) -> None:
             f"{spec.data.seq_len} is longer than {spec.model.arch}'s maximum context "
             f"{max_ctx} (raise model.config.max_len or lower data.seq_len)",
         )
+
+
+def check_search(spec: ExperimentSpec) -> None:
+    """Models named in compare/ablate/search.space exist, and every space names real parameters."""
+    from lmbench.models import get_arch
+    from lmbench.search import check_space
+
+    for i, name in enumerate(spec.compare.models):
+        get_arch(name, where=f"compare.models.{i}")
+    if spec.ablate.model:
+        get_arch(spec.ablate.model, where="ablate.model")
+    for model, params in spec.search.space.items():
+        get_arch(model, where=f"search.space.{model}")
+        for name, dist in params.items():
+            check_space(model, name, dist.as_dist(), where=f"search.space.{model}.{name}")
+
+
+def dump_raw(spec: ExperimentSpec) -> dict[str, Any]:
+    """The spec as plain data that ``build_spec`` accepts again (aliases such as ``float``)."""
+    return spec.model_dump(mode="json", by_alias=True)
 
 
 def resolved_dict(spec: ExperimentSpec) -> dict[str, Any]:

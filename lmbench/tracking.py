@@ -29,8 +29,17 @@ MAX_PARAM_LEN = 6000  # MLflow >= 2.x accepts 6000-character param values
 
 
 def resolve_uri(uri: str | None = None) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else a SQLite store in the working directory."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else a SQLite store in the working directory.
+
+    A relative SQLite path is made absolute: MLflow caches stores by URI string, so a relative
+    URI would keep pointing at the first working directory, and worker processes must open the
+    same file as their parent.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
+        uri = prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
 
 
 def _is_local_default(uri: str) -> bool:

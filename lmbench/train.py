@@ -26,7 +26,7 @@ from lmbench import checkpoint
 from lmbench.metrics import EvalSums, correct_sum, nll_sum, summarize
 from lmbench.runtime import Runtime, pick_runtime, rng_state, seed_everything, set_rng_state
 from lmbench.schedule import Schedule, progress
-from lmbench.spec import ExperimentSpec, TrainSpec
+from lmbench.spec import ExperimentSpec, TrainSpec, dump_raw
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,17 @@ class NonFiniteLoss(RuntimeError):
 
 class Terminated(BaseException):
     """Raised from the SIGTERM handler so the run can checkpoint and end KILLED."""
+
+
+class RunStopped(Exception):
+    """Raised by a hook to end a run early with a given MLflow status and tags.
+
+    E.g. a pruned Optuna trial ends ``KILLED`` with ``optuna_state=PRUNED``.
+    """
+
+    def __init__(self, status: str, tags: dict[str, str]):
+        super().__init__(f"run stopped ({status}, {tags})")
+        self.status, self.tags = status, tags
 
 
 @dataclass
@@ -132,7 +143,7 @@ class Trainer:
             "loop": asdict(self.loop), "optimizer": self.opt.state_dict(),
             "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": rng_state(), "carry": self.model.detach_state(self.carry),
-            "spec": self.spec.model_dump(mode="json"), "run_id": self.run_id,
+            "spec": dump_raw(self.spec), "run_id": self.run_id,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -336,10 +347,17 @@ def _run_tracked(tr: Trainer, n_params: dict[str, int]) -> TrainResult:
         tr.save("last")
         final = tr.final_eval()
         if tr.tracker is not None:
-            tr.tracker.log_metrics({**final, "tokens_seen": tr.loop.tokens}, tr.loop.step, synchronous=True)
+            summary = {"tokens_seen": tr.loop.tokens, "train_seconds": tr.loop.elapsed,
+                       "train_tokens_per_sec": tr.loop.tokens / max(tr.loop.elapsed, 1e-9)}
+            tr.tracker.log_metrics({**final, **summary}, tr.loop.step, synchronous=True)
             tr.tracker.set_tags({"lmbench.stop_reason": tr.loop.stop_reason})
             log_run_artifacts(tr, final)
         status = "FINISHED"
+    except RunStopped as e:
+        status = e.status
+        if tr.tracker is not None:
+            tr.tracker.set_tags(e.tags)
+        raise
     except (KeyboardInterrupt, Terminated):
         status = "KILLED"
         _save_on_interrupt(tr)

@@ -291,12 +291,13 @@ def arch_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_arch(name: str) -> ArchInfo:
+def get_arch(name: str, where: str = "model.arch") -> ArchInfo:
+    """The registered architecture ``name``; unknown names are a SpecError at key ``where``."""
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise SpecError(
-            "model.arch", f"unknown architecture {name!r} (choose from {', '.join(_REGISTRY)})"
+            where, f"unknown architecture {name!r} (choose from {', '.join(_REGISTRY)})"
         ) from None
 
 
