@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-demo: setup  ## the main job on the embedded synthetic corpus
-	$(BIN)/lmbench train --model lstm
+demo: setup  ## the main job: a fair comparison on the embedded synthetic corpus
+	$(BIN)/lmbench compare --models rnn,lstm,gru,transformer
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -113,7 +113,8 @@ class ScheduleSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(steps=1000))
+    # tokens by default, so architectures line up on one axis whatever their batch shapes
+    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(tokens=400_000))
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["adamw"] = "adamw"
     lr: float = Field(3e-3, gt=0)
@@ -122,8 +123,11 @@ class TrainSpec(_Strict):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     grad_clip: float | None = Field(1.0, gt=0)
     early_stopping: int | None = Field(None, ge=1, description="evaluations without improvement")
-    eval_interval: int = Field(100, ge=1, description="steps between validation evaluations")
+    eval_interval: int = Field(50, ge=1, description="steps between validation evaluations")
     eval_tokens: int = Field(20_000, ge=1, description="size of the fixed validation subset")
+    final_eval_tokens: int | None = Field(
+        None, ge=1, description="cap on the final val/test evaluation (None: the full splits)"
+    )
     log_interval: int = Field(10, ge=1, description="steps between logged train metrics")
     checkpoint_interval: int = Field(200, ge=1, description="steps between 'last' checkpoints")
     seed: int = Field(0, ge=0)
@@ -188,7 +192,7 @@ class SpaceParam(_Strict):
 
 
 class SearchSpec(_Strict):
-    trials: int = Field(8, ge=1, description="total trials per model (re-running continues to this total)")
+    trials: int = Field(6, ge=1, description="total trials per model (re-running continues to this total)")
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     pruner: Literal["hyperband", "median", "none"] = "hyperband"
     seed: int = Field(0, ge=0, description="sampler seed")

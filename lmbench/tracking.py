@@ -26,6 +26,7 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LEN = 6000  # MLflow >= 2.x accepts 6000-character param values
+SEND_SECONDS = 2.0  # how long metrics may wait in the buffer before going to the store
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -40,10 +41,6 @@ def resolve_uri(uri: str | None = None) -> str:
     if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
         uri = prefix + str(Path(uri[len(prefix):]).resolve())
     return uri
-
-
-def _is_local_default(uri: str) -> bool:
-    return uri.startswith("sqlite:///") or uri.startswith("file:") or "://" not in uri
 
 
 @cache
@@ -83,15 +80,17 @@ class Tracker:
         self.client = MlflowClient(self.uri)
         self.experiment_id = self._experiment(experiment)
         self.run_id: str | None = None
+        self._pending: list = []  # metrics not yet handed to MLflow
+        self._last_send = time.monotonic()
 
     def _experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
         location = None
-        if _is_local_default(self.uri):
-            # keep artifacts next to the store (./mlartifacts), not in MLflow's ./mlruns default
-            location = (Path(DEFAULT_ARTIFACTS).resolve()).as_uri()
+        if self.uri.startswith("sqlite:///"):
+            # artifacts beside the SQLite file (./mlartifacts by default), not in MLflow's ./mlruns
+            location = (Path(self.uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACTS).as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except Exception:  # another process created it first
@@ -127,13 +126,25 @@ class Tracker:
             self.client.set_tag(self.run_id, k, str(v))
 
     def log_metrics(self, metrics: dict[str, float], step: int, synchronous: bool = False) -> None:
-        """Log a dict of metrics at one step (asynchronously by default: no wait on the store)."""
+        """Log a dict of metrics at one step.
+
+        Metrics are buffered and handed to MLflow's asynchronous logging as one batch every
+        ``SEND_SECONDS``: a store round-trip per training step would cost more than the step of
+        a small model. ``synchronous=True`` sends everything now and waits for the store.
+        """
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        batch = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
-        if batch:
-            self.client.log_batch(self.run_id, metrics=batch, synchronous=synchronous)
+        self._pending += [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
+        if synchronous or time.monotonic() - self._last_send >= SEND_SECONDS:
+            self.send(synchronous)
+
+    def send(self, synchronous: bool = False) -> None:
+        """Hand the buffered metrics to MLflow (in batches of its maximum size)."""
+        pending, self._pending = self._pending, []
+        for i in range(0, len(pending), 1000):  # MLflow caps a batch at 1000 metrics
+            self.client.log_batch(self.run_id, metrics=pending[i : i + 1000], synchronous=synchronous)
+        self._last_send = time.monotonic()
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if Path(path).is_dir():
@@ -146,6 +157,7 @@ class Tracker:
         import mlflow
 
         try:
+            self.send(synchronous=True)
             mlflow.flush_async_logging()
         except Exception as e:  # never let a flush problem hide the real status
             log.warning("flushing MLflow metrics failed: %s", e)

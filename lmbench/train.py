@@ -193,21 +193,24 @@ class Trainer:
         """Train until the budget is spent or early stopping triggers."""
         t, lp = self.spec.train, self.loop
         window_nll = torch.zeros((), device=self.rt.device)
-        window_tokens, window_start = 0, time.perf_counter()
+        window_tokens, window_start = 0, lp.elapsed
         while progress(t.budget, lp.step, lp.tokens, lp.elapsed) < 1.0:
             t0 = time.perf_counter()
             before = lp.tokens
             window_nll += self.train_step()
             window_tokens += lp.tokens - before
-            lp.elapsed += time.perf_counter() - t0
-            if lp.step % t.log_interval == 0:
+            log_now = lp.step % t.log_interval == 0
+            if log_now:
                 train_loss = window_nll.item() / max(window_tokens, 1)  # the one sync per interval
+            # training time only (evals and checkpoints excluded), the sync wait included
+            lp.elapsed += time.perf_counter() - t0
+            if log_now:
                 if not math.isfinite(train_loss):
                     raise NonFiniteLoss(f"non-finite training loss at step {lp.step}")
-                tps = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+                tps = window_tokens / max(lp.elapsed - window_start, 1e-9)
                 self._log_train(train_loss, tps, bar)
                 window_nll.zero_()
-                window_tokens, window_start = 0, time.perf_counter()
+                window_tokens, window_start = 0, lp.elapsed
             if self.on_step:
                 self.on_step(lp.step, lp.tokens, {})
             if lp.step % t.eval_interval == 0 and self._periodic_eval():
@@ -255,7 +258,8 @@ class Trainer:
             checkpoint.load_weights(self.ckpt_root / ptr["dir"], self.model, self.rt.device)
         out: dict[str, float] = {}
         for split in ("val", "test"):
-            batches = self.data.eval_batches(split, self.spec.train.batch_size, self.spec.data.seq_len)
+            t = self.spec.train
+            batches = self.data.eval_batches(split, t.batch_size, self.spec.data.seq_len, max_tokens=t.final_eval_tokens)
             floor = (self.data.floor or {}).get(split)
             sums = evaluate(self.model, batches, self.rt)
             m = summarize(sums, self._chars_evaluated(split, sums.tokens), floor)

@@ -70,8 +70,9 @@ _PRESETS = {
 }
 
 _SPACE = {
-    "d_model": {"type": "categorical", "choices": [64, 128, 192, 256, 384]},
-    "n_layers": {"type": "int", "low": 1, "high": 4},
+    # sized for a CPU budget of minutes; a spec's search.space widens it for bigger machines
+    "d_model": {"type": "categorical", "choices": [64, 128, 192, 256]},
+    "n_layers": {"type": "int", "low": 1, "high": 3},
     "n_heads": {"type": "categorical", "choices": [2, 4]},
     "dropout": {"type": "float", "low": 0.0, "high": 0.3},
     "positions": {"type": "categorical", "choices": list(POSITIONS)},

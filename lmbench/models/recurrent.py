@@ -39,9 +39,10 @@ _PRESETS = {
 }
 
 _SPACE = {
-    "d_model": {"type": "categorical", "choices": [128, 256, 384, 512]},
-    "d_embed": {"type": "categorical", "choices": [64, 128, 256, 384]},
-    "n_layers": {"type": "int", "low": 1, "high": 3},
+    # sized for a CPU budget of minutes; a spec's search.space widens it for bigger machines
+    "d_model": {"type": "categorical", "choices": [128, 256, 384]},
+    "d_embed": {"type": "categorical", "choices": [64, 128, 256]},
+    "n_layers": {"type": "int", "low": 1, "high": 2},
     "dropout": {"type": "float", "low": 0.0, "high": 0.5},
     "tie_weights": {"type": "categorical", "choices": [True, False]},
 }

@@ -1,0 +1,172 @@
+"""Run lmbench's benchmarks, each in its own process; print a table; write benchmarks/results/.
+
+    .venv/bin/python benchmarks/run.py                  # everything (what `make bench` runs)
+    .venv/bin/python benchmarks/run.py --smoke          # tiny sizes: checks the scripts (< 2 min)
+    .venv/bin/python benchmarks/run.py --only loop_overhead,cli_startup
+
+Results: ``benchmarks/results/<name>.json`` per benchmark and ``benchmarks/results/summary.md``
+(a Markdown table of every result there, with the machine, ready to paste into the README).
+Everything runs on the CPU, in a scratch folder with its own data, token cache and MLflow store.
+The exit code is 1 when a benchmark crashed; a missed target is a result, not an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+BENCHMARKS = {  # name -> script, in the order they run
+    "loop_overhead": "bench_loop.py",
+    "tracking_overhead": "bench_tracking.py",
+    "throughput": "bench_throughput.py",
+    "memory": "bench_memory.py",
+    "nanogpt_reference": "bench_reference.py",
+    "cli_startup": "bench_cli.py",
+    "workers_scaling": "bench_workers.py",
+    "search_efficiency": "bench_search.py",
+    "default_compare": "bench_compare.py",
+}
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    u = platform.uname()
+    return {
+        "cpu": cpu or u.machine, "uname": f"{u.system} {u.release} {u.machine}", "cpu_count": os.cpu_count(),
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(), "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def run_one(name: str, root: Path, env: dict[str, str], smoke: bool) -> dict:
+    """Run one benchmark script in a fresh process; its last stdout line is its JSON result."""
+    work = root / name
+    work.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(HERE / BENCHMARKS[name]), "--workdir", str(work)] + (["--smoke"] if smoke else [])
+    print(f"[{name}]", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    try:  # progress (stderr) goes straight to the terminal
+        proc = subprocess.run(cmd, cwd=work, env=env, stdout=subprocess.PIPE, text=True,
+                              timeout=600 if smoke else 3600)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"exit code {proc.returncode}, no result (its stderr is above)")
+        record = json.loads(lines[-1])
+    except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+        record = common.result(name, value=None, unit="", target="", passed=None,
+                               summary=f"ERROR: {e}", details={}, smoke=smoke)
+        record["error"] = True
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    return record
+
+
+def status(record: dict) -> str:
+    if record.get("error"):
+        return "ERROR"
+    if record["passed"] is None:
+        return "not judged"
+    return "pass" if record["passed"] else "FAIL"
+
+
+def print_table(records: list[dict], info: dict, smoke: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    title = "lmbench benchmarks" + (" (SMOKE: tiny sizes, numbers not meaningful)" if smoke else "")
+    table = Table(title=title, caption=f"{info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']} "
+                                       f"({info['torch_threads']} threads), {info['date']}")
+    for col in ("benchmark", "result", "target", "status", "time"):
+        table.add_column(col, overflow="fold")
+    colors = {"pass": "green", "FAIL": "red", "ERROR": "bold red"}
+    for r in records:
+        s = status(r)
+        table.add_row(r["name"], r["summary"], r["target"], f"[{colors.get(s, 'yellow')}]{s}[/]", f"{r['seconds']:.0f}s")
+    Console(width=None if sys.stdout.isatty() else 150).print(table)
+
+
+def write_summary(info: dict) -> Path:
+    """summary.md from every result in results/ (a later --only run updates its own rows)."""
+    rows = []
+    for name in BENCHMARKS:
+        path = RESULTS / f"{name}.json"
+        if path.is_file():
+            r = json.loads(path.read_text())
+            smoke = " (smoke)" if r.get("smoke") else ""
+            rows.append(f"| {name}{smoke} | {r['summary']} | {r['target']} | {status(r)} | {r['machine']['date'][:10]} |")
+    md = [
+        "## Benchmark results",
+        "",
+        f"Machine: {info['cpu']} ({info['uname']}), {info['cpu_count']} CPUs, PyTorch {info['torch']} "
+        f"with {info['torch_threads']} threads, Python {info['python']}; run {info['date']}. "
+        "Everything on the CPU; `make bench` (see `benchmarks/README.md`).",
+        "",
+        "| benchmark | result | target | status | date |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    out = RESULTS / "summary.md"
+    out.write_text("\n".join(md))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="Run lmbench's benchmarks (each in its own process).")
+    p.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the scripts, not the numbers")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder (printed at the end)")
+    args = p.parse_args()
+    names = list(BENCHMARKS)
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in BENCHMARKS]
+        if unknown:
+            p.error(f"unknown benchmark(s) {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})")
+
+    info = machine()
+    root = Path(tempfile.mkdtemp(prefix="lmbench-bench-"))
+    env = {**os.environ, **common.bench_env(root)}  # read by common.setup in every benchmark
+    common.stage_data(Path(env["LMBENCH_DATA_DIR"]))  # once for all; benchmarks never download
+    RESULTS.mkdir(exist_ok=True)
+    records = []
+    try:
+        for name in names:
+            record = run_one(name, root, env, args.smoke)
+            record["machine"] = info
+            (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+            records.append(record)
+    finally:
+        if args.keep:
+            print(f"scratch folder kept: {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    print_table(records, info, args.smoke)
+    summary = write_summary(info)
+    print(f"results: {RESULTS}/<name>.json, {summary}")
+    return 1 if any(r.get("error") for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
