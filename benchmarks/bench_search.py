@@ -24,7 +24,7 @@ def spec_for(name: str, sampler: str, pruner: str, trials: int, smoke: bool):
     tokens = 20_000 if smoke else 100_000
     overrides = [f"name={name}", "model.arch=gru", "model.preset=small", f"train.budget={{tokens: {tokens}}}",
                  "train.batch_size=32", "data.seq_len=32", "train.eval_interval=10", "train.eval_tokens=4000",
-                 "train.device=cpu", f"search.sampler={sampler}", f"search.pruner={pruner}", f"search.trials={trials}",
+                 "train.device=cpu", "search.budget=null", f"search.sampler={sampler}", f"search.pruner={pruner}", f"search.trials={trials}",
                  "data.size=100000" if smoke else "data.size=400000"]
     overrides += [f"search.space.gru.{k}={v}" for k, v in SPACE.items()]
     return build_spec({}, overrides)

@@ -17,7 +17,7 @@ def run(workers: int, trials: int, smoke: bool) -> float:
     from lmbench.spec import build_spec
 
     tokens = 10_000 if smoke else 60_000
-    spec = build_spec({}, [f"name=workers{workers}", "model.arch=gru", "model.preset=small", "train.device=cpu",
+    spec = build_spec({}, [f"name=workers{workers}", "model.arch=gru", "model.preset=small", "train.device=cpu", "search.budget=null",
                            f"train.budget={{tokens: {tokens}}}", "train.batch_size=32", "data.seq_len=32",
                            "train.eval_interval=20", "train.eval_tokens=4000", "search.sampler=random",
                            "search.pruner=none", f"search.trials={trials}", f"search.workers={workers}"])

@@ -35,7 +35,7 @@ QuickOpt = Annotated[bool, typer.Option("--quick", help="Tiny profile (small mod
 
 # The --quick profile: a few seconds on a laptop CPU, but still a real run end to end.
 QUICK = [
-    "model.preset=small", "train.budget={steps: 40}", "train.eval_interval=20", "train.eval_tokens=2000",
+    "model.preset=small", "train.budget={steps: 40}", "search.budget=null", "train.eval_interval=20", "train.eval_tokens=2000",
     "train.log_interval=5", "train.batch_size=8", "data.seq_len=32", "data.size=20000",
 ]
 

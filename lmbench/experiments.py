@@ -203,7 +203,7 @@ def prepare(spec: ExperimentSpec, models: list[str]) -> None:
 
 
 def tune_model(spec: ExperimentSpec, arch: str, model_run_id: str) -> dict[str, Any]:
-    """Bring the study to its total and return the best params (SpecError-free: the study decides)."""
+    """Bring the study to its total with the configured workers and return its best params."""
     from lmbench.search import best_params, open_storage, open_study
     from lmbench.workers import run_study
 

@@ -278,7 +278,7 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
             "optuna.trial_number": str(trial.number)}
     try:
         result = train(tspec, tracker=tracker, parent_run_id=parent_run_id, run_name=f"{arch}-trial-{trial.number}",
-                       tags=tags, quiet=True, on_eval=on_eval)
+                       tags=tags, quiet=True, on_eval=on_eval, final_splits=("val",))
     except RunStopped:
         tell(study, trial, state=TrialState.PRUNED)
         return "PRUNED"

@@ -196,7 +196,10 @@ class SearchSpec(_Strict):
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     pruner: Literal["hyperband", "median", "none"] = "hyperband"
     seed: int = Field(0, ge=0, description="sampler seed")
-    budget: BudgetSpec | None = Field(None, description="per-trial budget (default: train.budget)")
+    budget: BudgetSpec | None = Field(
+        default_factory=lambda: BudgetSpec(tokens=200_000),
+        description="per-trial budget, the same for every model (null: train.budget)",
+    )
     storage: str | None = Field(None, description="Optuna storage URL (default: a journal file in studies/)")
     workers: int = Field(1, ge=1, description="processes sharing a study on this machine")
     devices: str | None = Field(None, description="cuda:0,cuda:1 | all | cpu (round-robin over workers)")

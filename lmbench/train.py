@@ -251,13 +251,13 @@ class Trainer:
             self.on_eval(lp.step, lp.tokens, metrics)
         return t.early_stopping is not None and lp.bad_evals >= t.early_stopping
 
-    def final_eval(self) -> dict[str, float]:
-        """Full val and test evaluation with the best weights (by validation loss)."""
+    def final_eval(self, splits: tuple[str, ...] = ("val", "test")) -> dict[str, float]:
+        """Full evaluation of ``splits`` with the best weights (by validation loss)."""
         ptr = checkpoint.pointer(self.ckpt_root, "best")
         if ptr is not None:
             checkpoint.load_weights(self.ckpt_root / ptr["dir"], self.model, self.rt.device)
         out: dict[str, float] = {}
-        for split in ("val", "test"):
+        for split in splits:
             t = self.spec.train
             batches = self.data.eval_batches(split, t.batch_size, self.spec.data.seq_len, max_tokens=t.final_eval_tokens)
             floor = (self.data.floor or {}).get(split)
@@ -296,12 +296,13 @@ def _map_tensors(obj, fn):
 def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, resume_run_id: str | None = None,
           parent_run_id: str | None = None, run_name: str | None = None, tags: dict[str, str] | None = None,
           quiet: bool = False, workdir: Path = Path("."), on_eval: Hook | None = None,
-          on_step: Hook | None = None, data=None) -> TrainResult:
+          on_step: Hook | None = None, data=None, final_splits: tuple[str, ...] = ("val", "test")) -> TrainResult:
     """Train one model as the spec says, tracking it in ``tracker`` (an MLflow Tracker) if given.
 
     The data and model are built before any MLflow run exists, so bad data or a bad model config
     never leaves a run behind. ``resume`` is a checkpoint directory to continue from; with
-    ``resume_run_id`` the same MLflow run is continued.
+    ``resume_run_id`` the same MLflow run is continued. ``final_splits``: what the final
+    evaluation scores (tuning trials score only "val": their test loss must not be looked at).
     """
     from lmbench.data import prepare_data
 
@@ -320,7 +321,7 @@ def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, res
     tr.ckpt_root = workdir / "checkpoints" / tr.run_id
     if tracker is not None:
         tracker.set_tags({"lmbench.checkpoint_dir": str(tr.ckpt_root.resolve())})
-    return _run_tracked(tr, n_params)
+    return _run_tracked(tr, n_params, final_splits)
 
 
 def _open_run(tr: Trainer, n_params: dict[str, int], parent_run_id: str | None, run_name: str | None,
@@ -338,7 +339,7 @@ def _open_run(tr: Trainer, n_params: dict[str, int], parent_run_id: str | None, 
     return tr.tracker.start(name, params, run_tags, parent_run_id)
 
 
-def _run_tracked(tr: Trainer, n_params: dict[str, int]) -> TrainResult:
+def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str, ...]) -> TrainResult:
     """Run the loop with truthful statuses: FINISHED, FAILED (exception) or KILLED (signal)."""
     from lmbench.artifacts import log_run_artifacts
     from lmbench.progress import TrainProgress
@@ -349,7 +350,7 @@ def _run_tracked(tr: Trainer, n_params: dict[str, int]) -> TrainResult:
         with TrainProgress(tr.spec.train.budget, disabled=tr.quiet) as bar:
             tr.run(bar)
         tr.save("last")
-        final = tr.final_eval()
+        final = tr.final_eval(final_splits)
         if tr.tracker is not None:
             summary = {"tokens_seen": tr.loop.tokens, "train_seconds": tr.loop.elapsed,
                        "train_tokens_per_sec": tr.loop.tokens / max(tr.loop.elapsed, 1e-9)}

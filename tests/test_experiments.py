@@ -18,7 +18,7 @@ from lmbench.models import arch_names
 from lmbench.search import default_storage_path, study_name
 from lmbench.tracking import resolve_uri
 
-FAST = ["--set", "train.budget={steps: 16}", "--set", "train.eval_interval=4", "--set", "train.log_interval=4",
+FAST = ["--set", "train.budget={steps: 16}", "--set", "search.budget=null", "--set", "train.eval_interval=4", "--set", "train.log_interval=4",
         "--set", "data.size=8000", "--set", "data.seq_len=16", "--set", "train.eval_tokens=600"]
 
 
@@ -259,7 +259,7 @@ def test_run_dispatches_on_the_spec_kind(isolated):
     spec = isolated / "tune.yaml"
     spec.write_text("name: viarun\nkind: tune\nmodel: {arch: gru, preset: small}\n"
                     "data: {size: 8000, seq_len: 16}\ntrain: {budget: {steps: 8}, eval_interval: 4, eval_tokens: 600}\n"
-                    "search: {trials: 2}\n")
+                    "search: {trials: 2, budget: null}\n")
     r = cli("run", str(spec), "--quiet")
     assert r.exit_code == 0, r.output
     assert "best val loss" in r.output
