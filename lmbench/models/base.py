@@ -64,6 +64,17 @@ class ModelConfig:
         v = getattr(self, key)
         self.require(0.0 <= v < 1.0, key, f"must be in [0, 1), got {v}")
 
+    def require_attention(self) -> None:
+        """The rules every multi-head attention config shares (d_model, n_heads, d_ff, ...)."""
+        self.require_positive("d_model", "n_layers", "n_heads", "max_len")
+        self.require(self.d_ff >= 0, "d_ff", f"must be >= 0 (0 = 4 * d_model), got {self.d_ff}")
+        self.require_dropout()
+        self.require(
+            self.d_model % self.n_heads == 0,
+            "n_heads",
+            f"must divide d_model ({self.d_model} is not divisible by {self.n_heads})",
+        )
+
 
 def _field_types(config_cls: type) -> dict[str, type]:
     hints = typing.get_type_hints(config_cls)

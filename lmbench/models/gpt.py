@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.models.base import LanguageModel, ModelConfig, State, param, register
+from lmbench.models.transformer import ATTENTION_PRESETS, ATTENTION_SPACE
 
 POSITIONS = ("learned", "sinusoidal", "rope")
 
@@ -33,14 +34,7 @@ class GPTConfig(ModelConfig):
     bias: bool = param(False, "biases in linear layers and LayerNorms")
 
     def validate(self) -> None:
-        self.require_positive("d_model", "n_layers", "n_heads", "max_len")
-        self.require(self.d_ff >= 0, "d_ff", f"must be >= 0 (0 = 4 * d_model), got {self.d_ff}")
-        self.require_dropout()
-        self.require(
-            self.d_model % self.n_heads == 0,
-            "n_heads",
-            f"must divide d_model ({self.d_model} is not divisible by {self.n_heads})",
-        )
+        self.require_attention()
         self.require(
             self.positions in POSITIONS,
             "positions",
@@ -63,20 +57,7 @@ class GPTConfig(ModelConfig):
         return self.d_ff or 4 * self.d_model
 
 
-_PRESETS = {
-    "small": {"d_model": 64, "n_layers": 2, "n_heads": 4, "dropout": 0.0},
-    "default": {"d_model": 192, "n_layers": 2, "n_heads": 6, "dropout": 0.1},
-    "large": {"d_model": 384, "n_layers": 4, "n_heads": 6, "dropout": 0.1},
-}
-
-_SPACE = {
-    # sized for a CPU budget of minutes; a spec's search.space widens it for bigger machines
-    "d_model": {"type": "categorical", "choices": [64, 128, 192, 256]},
-    "n_layers": {"type": "int", "low": 1, "high": 3},
-    "n_heads": {"type": "categorical", "choices": [2, 4]},
-    "dropout": {"type": "float", "low": 0.0, "high": 0.3},
-    "positions": {"type": "categorical", "choices": list(POSITIONS)},
-}
+_SPACE = {**ATTENTION_SPACE, "positions": {"type": "categorical", "choices": list(POSITIONS)}}
 
 
 def sinusoidal_table(n: int, d: int) -> torch.Tensor:
@@ -163,7 +144,7 @@ class Block(nn.Module):
 @register(
     "gpt",
     config=GPTConfig,
-    presets=_PRESETS,
+    presets=ATTENTION_PRESETS,
     description="GPT-2 style pre-LN decoder, SDPA causal attention, learned/sinusoidal/rope "
     "positions, tied embeddings",
     search_space=_SPACE,

@@ -22,27 +22,21 @@ class TransformerConfig(ModelConfig):
     tie_weights: bool = param(True, "share the token embedding with the output layer")
 
     def validate(self) -> None:
-        self.require_positive("d_model", "n_layers", "n_heads", "max_len")
-        self.require(self.d_ff >= 0, "d_ff", f"must be >= 0 (0 = 4 * d_model), got {self.d_ff}")
-        self.require_dropout()
-        self.require(
-            self.d_model % self.n_heads == 0,
-            "n_heads",
-            f"must divide d_model ({self.d_model} is not divisible by {self.n_heads})",
-        )
+        self.require_attention()
 
     @property
     def ffn_dim(self) -> int:
         return self.d_ff or 4 * self.d_model
 
 
-_PRESETS = {
+# shared with gpt: the two attention models are sized and searched alike
+ATTENTION_PRESETS = {
     "small": {"d_model": 64, "n_layers": 2, "n_heads": 4, "dropout": 0.0},
     "default": {"d_model": 192, "n_layers": 2, "n_heads": 6, "dropout": 0.1},
     "large": {"d_model": 384, "n_layers": 4, "n_heads": 6, "dropout": 0.1},
 }
 
-_SPACE = {
+ATTENTION_SPACE = {
     # sized for a CPU budget of minutes; a spec's search.space widens it for bigger machines
     "d_model": {"type": "categorical", "choices": [64, 128, 192, 256]},
     "n_layers": {"type": "int", "low": 1, "high": 3},
@@ -54,9 +48,9 @@ _SPACE = {
 @register(
     "transformer",
     config=TransformerConfig,
-    presets=_PRESETS,
+    presets=ATTENTION_PRESETS,
     description="nn.TransformerEncoder (pre-LN) with a causal mask and learned positions",
-    search_space=_SPACE,
+    search_space=ATTENTION_SPACE,
 )
 class TransformerLM(LanguageModel):
     attention_layers = True
