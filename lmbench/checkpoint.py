@@ -109,7 +109,7 @@ def locate(path: Path, tag: str = "last") -> Path:
 def load_weights(ckpt_dir: Path, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
     """Load safetensors weights into ``model`` (strict: every tensor must match)."""
     try:
-        missing, unexpected = load_model(_unwrap(model), str(ckpt_dir / WEIGHTS), strict=True, device=str(device))
+        load_model(_unwrap(model), str(ckpt_dir / WEIGHTS), strict=True, device=str(device))
     except (OSError, RuntimeError, ValueError) as e:
         raise CheckpointError(str(ckpt_dir / WEIGHTS), f"cannot load weights ({e})") from None
 
