@@ -135,6 +135,7 @@ class Trainer:
         self.carry = None  # hidden state carried between contiguous batches
         self.run_id: str | None = None
         self.ckpt_root = workdir / "checkpoints"
+        self.signalled = False  # set by the SIGTERM handler
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -344,7 +345,7 @@ def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str,
     from lmbench.artifacts import log_run_artifacts
     from lmbench.progress import TrainProgress
 
-    previous = _install_sigterm()
+    previous = _install_sigterm(tr)
     status = "FAILED"
     try:
         with TrainProgress(tr.spec.train.budget, disabled=tr.quiet) as bar:
@@ -368,7 +369,10 @@ def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str,
         _save_on_interrupt(tr)
         raise
     except BaseException as e:
-        if tr.tracker is not None:
+        if tr.signalled:  # the signal surfaced wrapped in another error (e.g. during an import)
+            status = "KILLED"
+            _save_on_interrupt(tr)
+        elif tr.tracker is not None:
             tr.tracker.set_tags({"lmbench.failure": f"{type(e).__name__}: {e}"[:5000]})
         raise
     finally:
@@ -391,8 +395,9 @@ def _save_on_interrupt(tr: Trainer) -> None:
         log.warning("could not checkpoint on interrupt: %s", e)
 
 
-def _install_sigterm():
+def _install_sigterm(tr: Trainer):
     def handler(signum, frame):
+        tr.signalled = True  # remembered: the exception may be wrapped by whatever it interrupts
         raise Terminated(f"signal {signum}")
 
     try:

@@ -187,7 +187,8 @@ def test_sigterm_ends_the_run_killed_with_a_checkpoint(store, isolated):
     """A real subprocess killed with SIGTERM: status KILLED, last checkpoint written, resumable."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": store}
     cmd = [sys.executable, "-m", "lmbench.cli", "train", "--model", "lstm", "--quiet", "--device", "cpu",
-           "--set", "name=sigterm", *[a for o in QUICK for a in ("--set", o)], "--steps", "1000000"]
+           "--set", "name=sigterm", *[a for o in QUICK for a in ("--set", o)],
+           "--set", "train.budget={steps: 1000000}"]  # after QUICK, so the run cannot finish first
     proc = subprocess.Popen(cmd, env=env, cwd=isolated, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     c = client(store)
     run = None
@@ -259,3 +260,23 @@ def test_data_command_shows_corpus_stats(isolated):
     r = CliRunner().invoke(app, ["data", "--source", "synthetic", "--set", "data.size=5000"])
     assert r.exit_code == 0, r.output
     assert '"floor"' in r.output and '"train"' in r.output
+
+
+def test_sigterm_wrapped_in_another_error_still_ends_killed(store, monkeypatch):
+    """A SIGTERM that lands inside, e.g., an import surfaces as that import's error: still KILLED."""
+    from lmbench import artifacts
+    from lmbench.train import Terminated
+
+    def interrupted_import(*a, **k):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except Terminated as e:
+            raise ImportError("initialization failed") from e
+
+    monkeypatch.setattr(artifacts, "log_run_artifacts", interrupted_import)
+    with pytest.raises(ImportError):
+        _train(store, ["model.arch=rnn", "train.budget={steps: 4}"])
+    run = _latest(store)
+    assert run.info.status == "KILLED"
+    assert "lmbench.failure" not in run.data.tags
