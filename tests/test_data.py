@@ -425,7 +425,7 @@ def test_records_batches_mask_prompt_and_pad(tmp_path, caplog):
     )
     assert [bt.x.shape[0] for bt in evals] == [3, 3, 3, 1]
     first = evals[0]
-    lens = [2 + len(recs[20 + i]["prompt"]) + len(recs[20 + i]["completion"]) - 1 for i in range(3)]
+    lens = [3 + len(recs[20 + i]["prompt"]) + len(recs[20 + i]["completion"]) - 1 for i in range(3)]
     assert first.x.shape[1] == max(lens)
     for i, n in enumerate(lens):
         assert (first.x[i, n:] == PAD).all() and (first.y[i, n:] == PAD).all()

@@ -13,9 +13,12 @@ Text (a 1-D token array, usually a read-only memmap):
   number of targets is ``n_tokens - 1`` whatever the batch shape. Windows of the chunks follow
   each other with ``carry=True`` after the first; the ragged end is padded with PAD in ``y``.
 
-Records (prompt/completion): each record is ``[BOS] + prompt + completion + [EOS]`` truncated to
-``seq_len + 1`` tokens; only completion tokens and EOS are targets (prompt targets are PAD in
-``y``); a batch is padded to its longest record; ``carry`` is always False; the train order is
+Records (prompt/completion): each record is ``[BOS] + prompt + [EOS] + completion + [EOS]``
+truncated to ``seq_len + 1`` tokens. The first EOS separates prompt from completion: without it a
+decoder-only model could not tell where the prompt ends (``abc`` + ``cba`` vs ``abcc`` + ``ba``),
+and the ``seq2seq`` model splits its input there (encoder: BOS + prompt; decoder: EOS +
+completion, EOS acting as the decoder's start token as in BART). Only completion tokens and the
+final EOS are targets (prompt and separator targets are PAD in ``y``); a batch is padded to its longest record; ``carry`` is always False; the train order is
 shuffled per epoch from ``(seed, epoch)``.
 
 Batches are built with numpy slicing / fancy indexing on the memmap (never a copy of the whole
@@ -158,9 +161,10 @@ def text_eval_batches(
 class RecordSplit:
     """The records of one split, stored flat.
 
-    Record ``i`` is ``tokens[offsets[i]:offsets[i+1]]`` = ``[BOS] + prompt + completion + [EOS]``
-    with ``n_prompt[i]`` prompt tokens. Indexing gives ``(tokens, loss_mask)``, where
-    ``loss_mask[t]`` is True for the tokens that are loss targets (completion tokens and EOS).
+    Record ``i`` is ``tokens[offsets[i]:offsets[i+1]]`` =
+    ``[BOS] + prompt + [EOS] + completion + [EOS]`` with ``n_prompt[i]`` prompt tokens. Indexing
+    gives ``(tokens, loss_mask)``, where ``loss_mask[t]`` is True for the tokens that are loss
+    targets (completion tokens and the final EOS).
     """
 
     tokens: np.ndarray
@@ -176,7 +180,7 @@ class RecordSplit:
         i %= len(self)
         toks = np.asarray(self.tokens[self.offsets[i] : self.offsets[i + 1]])
         mask = np.zeros(len(toks), dtype=bool)
-        mask[1 + int(self.n_prompt[i]) :] = True
+        mask[2 + int(self.n_prompt[i]) :] = True  # after BOS, the prompt and the separator
         return toks, mask
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -193,7 +197,7 @@ class RecordSplit:
     def n_targets(self, seq_len: int) -> np.ndarray:
         """Per record: targets left after truncation to ``seq_len + 1`` tokens."""
         kept = np.minimum(self.lengths, seq_len + 1)
-        return np.maximum(kept - 1 - self.n_prompt, 0)
+        return np.maximum(kept - 2 - self.n_prompt, 0)
 
     def make_batch(self, indices: np.ndarray, seq_len: int) -> Batch:
         kept = np.minimum(self.lengths[indices], seq_len + 1)
@@ -207,8 +211,8 @@ class RecordSplit:
             toks = self.tokens[a : a + k]
             x[r, : k - 1] = toks[:-1]
             y[r, : k - 1] = toks[1:]
-            p = int(self.n_prompt[i])
-            y[r, : min(p, k - 1)] = PAD  # targets that are prompt tokens carry no loss
+            p = int(self.n_prompt[i]) + 1  # the prompt and the separator EOS
+            y[r, : min(p, k - 1)] = PAD  # targets that are given (prompt, separator) carry no loss
             n += max(k - 1 - p, 0)
         return _batch(x, y, False, n)
 

@@ -57,7 +57,7 @@ from lmbench.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: records carry an EOS separator between prompt and completion
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -264,7 +264,7 @@ def _write_splits(out: Path, corpus: Corpus, tok: Tokenizer, say: _Progress) -> 
             arr, offsets, n_prompt, n_chars = _encode_records(tok, corpus.records[split], dtype)
             np.save(out / f"{split}.offsets.npy", offsets)
             np.save(out / f"{split}.prompt.npy", n_prompt)
-            n_targets = int((np.diff(offsets) - 1 - n_prompt).sum())
+            n_targets = int((np.diff(offsets) - 2 - n_prompt).sum())
             st = {
                 "n_tokens": len(arr),
                 "n_chars": n_chars,
@@ -301,16 +301,18 @@ def _encode_records(
     prompts = tok.encode_batch([p for p, _ in records])
     completions = tok.encode_batch([c for _, c in records])
     n_prompt = np.fromiter(map(len, prompts), dtype=np.int64, count=len(records))
-    lengths = n_prompt + np.fromiter(map(len, completions), dtype=np.int64, count=len(records)) + 2
+    lengths = n_prompt + np.fromiter(map(len, completions), dtype=np.int64, count=len(records)) + 3
     offsets = np.zeros(len(records) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     arr = np.empty(int(offsets[-1]), dtype=dtype)
     for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
         a = int(offsets[i])
+        b = a + 1 + len(p)  # the separator
         arr[a] = BOS
-        arr[a + 1 : a + 1 + len(p)] = p
-        arr[a + 1 + len(p) : a + 1 + len(p) + len(c)] = c
-        arr[a + 1 + len(p) + len(c)] = EOS
+        arr[a + 1 : b] = p
+        arr[b] = EOS
+        arr[b + 1 : b + 1 + len(c)] = c
+        arr[b + 1 + len(c)] = EOS
     n_chars = sum(len(p) + len(c) for p, c in records)
     return arr, offsets, n_prompt, n_chars
 

@@ -3,6 +3,7 @@
 A source is one of
 
 * ``synthetic`` - the embedded generator (:mod:`lmbench.data.synthetic`), with per-line NLLs;
+* ``synthetic-pairs`` - the embedded prompt -> completion task (:mod:`lmbench.data.pairs`);
 * a named dataset from :data:`DATASETS` (e.g. ``tinyshakespeare``), downloaded once from its
   canonical URL, checked against a pinned sha256 and cached under ``$LMBENCH_DATA_DIR``;
 * a ``.txt`` file, a folder of ``.txt`` files, or a ``.jsonl`` file (``text`` records, or
@@ -34,6 +35,7 @@ from lmbench.errors import DataError, SpecError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+PAIRS = "synthetic-pairs"  # the embedded prompt -> completion task (lmbench.data.pairs)
 _HASH_CHUNK = 1 << 20
 
 
@@ -98,7 +100,16 @@ def list_datasets() -> list[dict[str, Any]]:
             "entropy floor (data.size tokens, data.seed)",
             "path": None,
             "cached": True,
-        }
+        },
+        {
+            "name": "synthetic-pairs",
+            "url": None,
+            "sha256": None,
+            "description": "embedded prompt -> completion task (reverse / sort / next over word "
+            "sequences; BLEU 1 is reachable; data.size words, data.seed)",
+            "path": None,
+            "cached": True,
+        },
     ]
     for info in DATASETS.values():
         path = dataset_path(info.name)
@@ -211,7 +222,7 @@ def source_label(spec: Any) -> str:
     """A short human name of the spec's source (used in stats and cache folder names)."""
     if spec.splits is not None:
         return Path(spec.splits.train).expanduser().parent.name or "splits"
-    if spec.source == "synthetic" or spec.source in DATASETS:
+    if spec.source in ("synthetic", PAIRS) or spec.source in DATASETS:
         return spec.source
     p = Path(spec.source).expanduser()
     return p.stem if p.suffix else p.name
@@ -223,13 +234,15 @@ def _classify(spec: Any) -> tuple[str, Path | None]:
         return "splits", None
     if spec.source == "synthetic":
         return "synthetic", None
+    if spec.source == PAIRS:
+        return "pairs", None
     if spec.source in DATASETS:
         return "dataset", None
     p = Path(spec.source).expanduser()
     if p.is_dir():
         return "folder", p
     if not p.exists():
-        names = ", ".join(["synthetic", *DATASETS])
+        names = ", ".join(["synthetic", PAIRS, *DATASETS])
         raise DataError(
             str(p),
             f"no such file or folder (data.source must be one of {names}, or a path to a .txt "
@@ -259,6 +272,10 @@ def source_identity(spec: Any) -> dict[str, Any]:
         from lmbench.data.synthetic import GENERATOR_VERSION
 
         return {"synthetic": {"size": spec.size, "seed": spec.seed, "version": GENERATOR_VERSION}}
+    if kind == "pairs":
+        from lmbench.data.pairs import VERSION
+
+        return {"pairs": {"size": spec.size, "seed": spec.seed, "version": VERSION}}
     if kind == "dataset":
         return {"dataset": spec.source, "sha256": DATASETS[spec.source].sha256}
     if kind == "splits":
@@ -284,6 +301,10 @@ def load_corpus(spec: Any) -> Corpus:
     label = source_label(spec)
     if kind == "synthetic":
         return _synthetic(spec)
+    if kind == "pairs":
+        from lmbench.data.pairs import generate_pairs
+
+        return _split_records(generate_pairs(spec.size, spec.seed), spec.split, label, PAIRS)
     if kind == "splits":
         texts = {s: read_text(Path(getattr(spec.splits, s)).expanduser()) for s in SPLITS}
         return Corpus(
@@ -466,6 +487,11 @@ def _jsonl_corpus(path: Path, fractions: tuple[float, float, float], label: str)
         if not joined.strip():
             raise DataError(str(path), "every 'text' field is empty")
         return _text_corpus(joined, fractions, label, str(path))
+    return _split_records(records, fractions, label, str(path))
+
+
+def _split_records(records: list[tuple[str, str]], fractions: tuple[float, float, float], label: str,
+                   where: str) -> Corpus:
     n = len(records)
     c1 = round(n * fractions[0])
     c2 = round(n * (fractions[0] + fractions[1]))
@@ -473,7 +499,7 @@ def _jsonl_corpus(path: Path, fractions: tuple[float, float, float], label: str)
     empty = [s for s, k in sizes.items() if k <= 0]
     if empty:
         raise DataError(
-            str(path),
+            where,
             f"corpus too small for the split {tuple(fractions)}: the {' and '.join(empty)} split "
             f"would be empty ({n} records) - use more records or change data.split",
         )

@@ -23,6 +23,7 @@ from lmbench.models.base import (
 from lmbench.models import recurrent  # noqa: F401  (rnn, lstm, gru)
 from lmbench.models import transformer  # noqa: F401
 from lmbench.models import gpt  # noqa: F401
+from lmbench.models import seq2seq  # noqa: F401
 # isort: on
 
 __all__ = [

@@ -130,11 +130,20 @@ class LanguageModel(nn.Module):
       :meth:`flops_per_token` are derived from it.
     * ``attention_layers`` (class attribute): ``True`` when every one of ``config.n_layers``
       layers has self-attention over the sequence (adds the attention FLOPs term).
+    * Decoding (:mod:`lmbench.generate`): ``incremental`` models continue a sequence from
+      ``forward(new_tokens, state)`` - recurrent models through their hidden state, ``gpt``
+      through the key/value cache that :meth:`decode_state` starts (training never passes one,
+      so the training loop sees ``None`` as before). Other models are re-run on the whole
+      (windowed) context at every step. :meth:`reorder_state` selects batch rows of a state
+      (beam search); ``state_batch_dim`` says where the batch is in its tensors.
     """
 
     arch: str = ""  # set by @register
     stateful: bool = False
     attention_layers: bool = False
+    attention_per_layer: int = 1  # attention ops over the sequence per layer (seq2seq: 3)
+    incremental: bool = False
+    state_batch_dim: int = 0
 
     config: Any
     vocab_size: int
@@ -153,6 +162,23 @@ class LanguageModel(nn.Module):
         if isinstance(state, tuple | list):
             return type(state)(LanguageModel.detach_state(s) for s in state)
         raise TypeError(f"cannot detach a state of type {type(state).__name__}")
+
+    # --- decoding --------------------------------------------------------------------------
+    def decode_state(self) -> State:
+        """The state incremental decoding starts from (``None``: the model creates its own)."""
+        return None
+
+    def reorder_state(self, state: State, index: torch.Tensor) -> State:
+        """``state`` with its batch rows replaced by rows ``index`` (LongTensor[B'])."""
+        if state is None:
+            return None
+        if isinstance(state, torch.Tensor):
+            return state.index_select(self.state_batch_dim, index)
+        if isinstance(state, tuple | list):
+            return type(state)(self.reorder_state(s, index) for s in state)
+        if hasattr(state, "reorder"):  # e.g. gpt's KVCache
+            return state.reorder(index)
+        raise TypeError(f"cannot reorder a state of type {type(state).__name__}")
 
     # --- limits ----------------------------------------------------------------------------
     @property
@@ -206,10 +232,11 @@ class LanguageModel(nn.Module):
 
     def flops_per_token(self, seq_len: int) -> float:
         """Training FLOPs (forward + backward) per token: ``6 * matmul_params`` plus, for
-        attention models, ``12 * n_layers * seq_len * d_model`` (PaLM, appendix B)."""
+        attention models, ``12 * n_layers * seq_len * d_model`` (PaLM, appendix B) per attention
+        op of a layer (``attention_per_layer``)."""
         flops = 6.0 * self.matmul_params()
         if self.attention_layers:
-            flops += 12.0 * self.config.n_layers * seq_len * self.config.d_model
+            flops += 12.0 * self.attention_per_layer * self.config.n_layers * seq_len * self.config.d_model
         return flops
 
     def extra_repr(self) -> str:

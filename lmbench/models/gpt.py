@@ -4,6 +4,11 @@ Kept as lean as nanoGPT's model: one fused qkv projection, ``F.scaled_dot_produc
 with ``is_causal=True``, tied embeddings, GPT-2 init (residual projections scaled by
 ``1/sqrt(2 * n_layers)``). Positions: ``learned`` (a table), ``sinusoidal`` (fixed, added) or
 ``rope`` (rotary, applied to q and k with precomputed cos/sin up to ``max_len``).
+
+Decoding uses a key/value cache: ``model(new_tokens, cache)`` with the :class:`KVCache` from
+``model.decode_state()`` attends to the cached keys and values of the earlier tokens and appends
+its own, so each generated token costs one position instead of the whole context. Training
+never passes a cache and gets ``None`` back, exactly as before.
 """
 
 from __future__ import annotations
@@ -84,6 +89,42 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
+class KVCache:
+    """Per-layer keys and values ``(B, H, T, D)`` of the tokens decoded so far (``length`` = T)."""
+
+    def __init__(self) -> None:
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's ``k``/``v`` to layer ``layer``; return the layer's full keys/values."""
+        if layer == len(self.layers):
+            self.layers.append((k, v))
+        else:
+            pk, pv = self.layers[layer]
+            self.layers[layer] = (torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2))
+        return self.layers[layer]
+
+    def reorder(self, index: torch.Tensor) -> KVCache:
+        """A cache whose batch rows are rows ``index`` of this one (beam search)."""
+        out = KVCache()
+        out.layers = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.layers]
+        out.length = self.length
+        return out
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float) -> torch.Tensor:
+    """Causal attention of ``q`` (the last ``t`` positions) over ``k``/``v`` (all ``past + t``)."""
+    t, past = q.shape[2], k.shape[2] - q.shape[2]
+    if past == 0:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+    if t == 1:  # one new token sees every cached one: no mask needed
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+    # SDPA's is_causal aligns top-left; new query i sits at absolute position past + i
+    mask = torch.ones(t, past + t, dtype=torch.bool, device=q.device).tril(past)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, c: GPTConfig):
         super().__init__()
@@ -95,7 +136,11 @@ class CausalSelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(c.dropout)
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        cache: KVCache | None = None,
+        layer: int = 0,
     ) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.c_attn(x).split(d, dim=2)
@@ -107,9 +152,9 @@ class CausalSelfAttention(nn.Module):
             cos, sin = rope[0].to(q.dtype), rope[1].to(q.dtype)  # no-op unless autocast
             q = apply_rope(q, cos, sin)
             k = apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-        )
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, H, past + t, hd)
+        y = _attend(q, k, v, self.dropout if self.training else 0.0)  # (B, H, t, hd)
         y = y.transpose(1, 2).contiguous().view(b, t, d)
         return self.resid_drop(self.c_proj(y))
 
@@ -135,9 +180,13 @@ class Block(nn.Module):
         self.mlp = MLP(c)
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        cache: KVCache | None = None,
+        layer: int = 0,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), rope)
+        x = x + self.attn(self.ln_1(x), rope, cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -151,6 +200,7 @@ class Block(nn.Module):
 )
 class GPT(LanguageModel):
     attention_layers = True
+    incremental = True  # through the KV cache of decode_state()
 
     def __init__(self, vocab_size: int, config: GPTConfig):
         super().__init__()
@@ -188,18 +238,26 @@ class GPT(LanguageModel):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
+    def decode_state(self) -> KVCache:
+        return KVCache()
+
     def forward(self, idx: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        """``state``: ``None`` (training, evaluation) or a :class:`KVCache` that ``idx`` continues."""
+        cache = state if isinstance(state, KVCache) else None
         t = idx.shape[1]
-        self.check_length(t)
-        x = self.tok_emb(idx)
+        off = cache.length if cache is not None else 0  # absolute position of idx[:, 0]
+        self.check_length(off + t)
+        x = self.tok_emb(idx)  # (B, t, C)
         rope = None
         if self.pos_emb is not None:
-            x = x + self.pos_emb.weight[:t]
+            x = x + self.pos_emb.weight[off : off + t]
         elif self.config.positions == "sinusoidal":
-            x = x + self.pos_table[:t]
+            x = x + self.pos_table[off : off + t]
         else:
-            rope = (self.rope_cos[:t], self.rope_sin[:t])
+            rope = (self.rope_cos[off : off + t], self.rope_sin[off : off + t])
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, rope)
-        return self.head(self.ln_f(x)), None
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, cache, i)
+        if cache is not None:
+            cache.length += t
+        return self.head(self.ln_f(x)), cache

@@ -56,6 +56,8 @@ class RecurrentLM(LanguageModel):
 
     cell: str = ""
     stateful = True
+    incremental = True  # decoding steps the hidden state token by token
+    state_batch_dim = 1  # h (and c): (n_layers, B, d_model)
 
     def __init__(self, vocab_size: int, config: RecurrentConfig):
         super().__init__()
