@@ -1,4 +1,5 @@
-"""Artifacts of a finished training run: resolved spec, tokenizer, best weights, curve, stats."""
+"""Artifacts of a finished training run: resolved spec, tokenizer, best weights, curve, stats,
+and the generation samples of the final BLEU evaluation."""
 
 from __future__ import annotations
 
@@ -40,7 +41,15 @@ def model_card(trainer) -> dict:
     """What is needed to rebuild the model around the saved weights (used by generate/resume)."""
     m = trainer.model
     return {"arch": m.arch, "vocab_size": trainer.data.tokenizer.vocab_size, "config": asdict(m.config),
-            "num_params": m.num_params()}
+            "num_params": m.num_params(), "data_kind": trainer.data.kind}
+
+
+def save_model_card(trainer, folder: Path) -> None:
+    """``model.json`` and ``tokenizer/`` in ``folder`` (a run's checkpoint root), so a checkpoint
+    there can be loaded for generation without MLflow."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.json").write_text(json.dumps(model_card(trainer), indent=2))
+    trainer.data.tokenizer.save(folder / "tokenizer")
 
 
 def log_run_artifacts(trainer, final: dict[str, float]) -> None:
@@ -66,3 +75,7 @@ def log_run_artifacts(trainer, final: dict[str, float]) -> None:
         stats = {"data": trainer.data.stats, "final": final, "stop_reason": trainer.loop.stop_reason}
         (out / "summary.json").write_text(json.dumps(stats, indent=2, default=str))
         tracker.log_artifact(out / "summary.json")
+        if trainer.samples:  # read by the report: a list of {"prompt", "reference", "generation"}
+            (out / "samples").mkdir()
+            (out / "samples" / "samples.json").write_text(json.dumps(trainer.samples, indent=1, ensure_ascii=False))
+            tracker.log_artifact(out / "samples", "samples")

@@ -132,7 +132,7 @@ def _print_result(result) -> None:
                         f"{result.tokens:,} tokens, {result.seconds:.1f}s, {result.tokens_per_sec:,.0f} tok/s)")
     table.add_column("split")
     cols = {"loss": "loss", "ppl": "ppl", "accuracy": "acc", "bits_per_token": "bits/tok",
-            "bits_per_char": "bits/char", "floor": "floor", "excess": "excess"}
+            "bits_per_char": "bits/char", "floor": "floor", "excess": "excess", "bleu": "BLEU"}
     present = [c for c in cols if f"test_{c}" in result.final]
     for c in present:
         table.add_column(cols[c], justify="right")
@@ -285,7 +285,7 @@ def _print_table(result, kind: str) -> None:
     if kind == "compare":
         title = "compare: mean ± 95% CI over seeds (t), paired t-test vs the best (★)"
         cols = [("test_loss", "test loss"), ("test_ppl", "ppl"), ("test_accuracy", "acc"), ("test_excess", "excess"),
-                ("params_non_embedding", "params"), ("train_tokens_per_sec", "tok/s"), ("train_seconds", "train s"),
+                ("test_bleu", "BLEU"), ("params_non_embedding", "params"), ("train_tokens_per_sec", "tok/s"), ("train_seconds", "train s"),
                 ("delta_vs_best", "Δ vs best"), ("p_vs_best", "p")]
     else:
         title = "ablate: mean ± 95% CI over seeds (t), delta and paired t-test vs the baseline"
@@ -347,6 +347,37 @@ def data(
     overrides = ([f"data.source={_yaml_str(source)}"] if source else []) + list(set_ or [])
     stats = corpus_stats(load_spec(spec, overrides).data)
     console.print_json(data=stats)
+
+
+@app.command()
+@user_errors
+def generate(
+    target: Annotated[str, typer.Argument(metavar="RUN_ID|CHECKPOINT", help="An MLflow run id or a checkpoint path.")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue.")],
+    strategy: Annotated[str | None, typer.Option("--strategy", help="greedy | sample | beam.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="sample: > 0 (default 1).")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="sample: keep the k most likely tokens (0 = all).")] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p", help="sample: nucleus mass in (0, 1].")] = None,
+    beams: Annotated[int | None, typer.Option("--beams", help="beam: width >= 1 (default 4).")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Tokens to generate at most (default 64).")] = None,
+    seed: SeedOpt = None,
+    num: Annotated[int, typer.Option("--num", help="Continuations to print (samples, or the best beams).")] = 1,
+    device: DeviceOpt = None,
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Continue a prompt with a trained model (its best checkpoint and tokenizer, loaded safely)."""
+    from lmbench.generate import complete, load_model, settings
+
+    _setup_logging(quiet=False)
+    s = settings(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, beams=beams,
+                 max_tokens=max_tokens, seed=seed)
+    if not prompt.strip():
+        from lmbench.errors import UserError
+
+        raise UserError("--prompt", "is empty: give some text to continue")
+    outs = complete(load_model(target, tracking_uri=tracking_uri, device=device), prompt, s, num)
+    for i, text in enumerate(outs, start=1):
+        typer.echo(f"[{i}] {text}" if len(outs) > 1 else text)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -23,7 +23,7 @@ from lmbench.train import TrainResult, train
 log = logging.getLogger(__name__)
 REPORTS = Path("reports")
 METRICS = ["test_loss", "test_ppl", "test_accuracy", "test_bits_per_token", "test_excess", "final_val_loss",
-           "train_tokens_per_sec", "train_seconds"]
+           "train_tokens_per_sec", "train_seconds", "test_bleu", "final_val_bleu"]
 
 
 # -- train --------------------------------------------------------------------------------------

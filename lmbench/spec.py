@@ -222,6 +222,32 @@ class AblateSpec(_Strict):
     seeds: int = Field(3, ge=1)
 
 
+class GenerationSpec(_Strict):
+    """How text is generated for BLEU (and the defaults of `lmbench generate`)."""
+
+    strategy: Literal["greedy", "sample", "beam"] = "greedy"
+    temperature: float = Field(1.0, gt=0, description="sample: logits are divided by it")
+    top_k: int = Field(0, ge=0, description="sample: keep the k most likely tokens (0 = all)")
+    top_p: float = Field(1.0, gt=0, le=1, description="sample: keep the smallest set with this much mass")
+    beams: int = Field(4, ge=1, description="beam: width")
+    length_penalty: float = Field(1.0, ge=0, description="beam: hypotheses ranked by logp / length**this")
+    max_tokens: int | None = Field(None, ge=1, description="None: longest reference + 8 (records), "
+                                   "eval.continuation_tokens (text)")
+    seed: int = Field(0, ge=0)
+
+
+class EvalSpec(_Strict):
+    """BLEU of generated completions (records) or continuations (text) at the final evaluation."""
+
+    bleu: bool | None = Field(None, description="None (auto): on prompt/completion data only")
+    bleu_prompts: int | None = Field(200, ge=1, description="held-out prompts scored per split (None: all)")
+    bleu_interval: int | None = Field(None, ge=1, description="steps between val BLEU during training")
+    prefix_tokens: int = Field(32, ge=1, description="text: prompt length of a (prefix, continuation) pair")
+    continuation_tokens: int = Field(32, ge=1, description="text: reference length of a pair")
+    samples: int = Field(20, ge=0, description="rows of the samples/samples.json artifact")
+    generation: GenerationSpec = Field(default_factory=GenerationSpec)
+
+
 class ExperimentSpec(_Strict):
     name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     kind: Literal["train", "tune", "compare", "ablate"] = "train"
@@ -232,6 +258,7 @@ class ExperimentSpec(_Strict):
     search: SearchSpec = Field(default_factory=SearchSpec)
     compare: CompareSpec = Field(default_factory=CompareSpec)
     ablate: AblateSpec = Field(default_factory=AblateSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
 
     @property
     def experiment_name(self) -> str:

@@ -136,6 +136,7 @@ class Trainer:
         self.run_id: str | None = None
         self.ckpt_root = workdir / "checkpoints"
         self.signalled = False  # set by the SIGTERM handler
+        self.samples: list[dict[str, str]] = []  # (prompt, reference, generation) rows of the final BLEU
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -217,6 +218,8 @@ class Trainer:
             if lp.step % t.eval_interval == 0 and self._periodic_eval():
                 lp.stop_reason = "early_stopping"
                 break
+            if self.spec.eval.bleu_interval and lp.step % self.spec.eval.bleu_interval == 0:
+                self._interval_bleu()
             if lp.step % t.checkpoint_interval == 0:
                 self.save("last")
         lp.stop_reason = lp.stop_reason or "budget"
@@ -267,7 +270,32 @@ class Trainer:
             # "final_val_*": full split with the best weights, unlike the per-step subset "val_*"
             prefix = "final_val" if split == "val" else split
             out.update({f"{prefix}_{k}": v for k, v in m.items()})
+        if "test" in splits:  # final runs only: generation is too slow for every tuning trial
+            out.update(self._final_bleu(splits))
         return out
+
+    def _final_bleu(self, splits: tuple[str, ...]) -> dict[str, float]:
+        """``{final_val,test}_bleu`` (+ ``_p1``..``_p4``, ``_bp``) when BLEU is on; keeps test samples."""
+        from lmbench.generate import bleu_enabled, bleu_eval
+
+        if not bleu_enabled(self.spec.eval, self.data):
+            return {}
+        out: dict[str, float] = {}
+        for split in splits:
+            scores, samples = bleu_eval(self.model, self.data, split, self.spec.eval)
+            prefix = "final_val" if split == "val" else split
+            out.update({f"{prefix}_{k}" if k == "bleu" else f"{prefix}_bleu_{k}": v for k, v in scores.items()})
+            if split == "test":
+                self.samples = samples  # logged as samples/samples.json
+        return out
+
+    def _interval_bleu(self) -> None:
+        """``val_bleu`` on ``eval.bleu_prompts`` validation prompts every ``eval.bleu_interval`` steps."""
+        from lmbench.generate import bleu_enabled, bleu_eval
+
+        if self.tracker is not None and bleu_enabled(self.spec.eval, self.data):
+            scores, _ = bleu_eval(self.model, self.data, "val", self.spec.eval)
+            self.tracker.log_metrics({"val_bleu": scores["bleu"]}, self.loop.step)
 
 
     def _chars_evaluated(self, split: str, targets: int) -> float | None:
@@ -322,6 +350,9 @@ def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, res
     tr.ckpt_root = workdir / "checkpoints" / tr.run_id
     if tracker is not None:
         tracker.set_tags({"lmbench.checkpoint_dir": str(tr.ckpt_root.resolve())})
+    from lmbench.artifacts import save_model_card
+
+    save_model_card(tr, tr.ckpt_root)  # what `lmbench generate <checkpoint>` needs besides weights
     return _run_tracked(tr, n_params, final_splits)
 
 
