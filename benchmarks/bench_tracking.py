@@ -45,7 +45,7 @@ class AsyncWrites:
     def wait(self) -> None:
         t0 = time.perf_counter()
         if self.tracker is not None:
-            self.tracker.send()  # metrics still in the Tracker's buffer are part of the cost too
+            self.tracker.flush()  # stored, incl. the Tracker's buffer and its background send
         for op in self.pending:
             op.wait()
         self.pending.clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -147,7 +148,8 @@ def _print_result(result) -> None:
 ModelsOpt = Annotated[str | None, typer.Option("--models", help="Comma-separated architectures, e.g. rnn,lstm,gru.")]
 TrialsOpt = Annotated[int | None, typer.Option("--trials", help="Total Optuna trials per model (re-runs continue).")]
 SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="Final runs per model/value, same seeds for all.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Processes sharing each study on this machine.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Processes sharing each study on this machine "
+                                                "(0: create the studies and wait for `lmbench worker`s).")]
 DevicesOpt = Annotated[str | None, typer.Option("--devices", help="cuda:0,cuda:1 | all | cpu, round-robin over workers.")]
 StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (default: a journal file in studies/).")]
 
@@ -294,6 +296,66 @@ def _print_table(result, kind: str) -> None:
     cols = [(k, h) for k, h in cols if k in table.columns or f"{k}_mean" in table.columns]
     Console(width=max(120, Console().width)).print(render_table(table, title, cols))
     typer.echo(f"results: {result['path']} (and .json); MLflow root run {result['root_run_id']}")
+
+
+@app.command()
+@user_errors
+def worker(
+    spec: Annotated[Path | None, typer.Argument(help="Spec to use instead of the one the experiment stored.")] = None,
+    experiment: Annotated[str | None, typer.Option("--experiment", "-e", help="Experiment whose studies to join (default: the spec's).")] = None,
+    storage: StorageOpt = None,
+    tracking_uri: UriOpt = None,
+    devices: DevicesOpt = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Processes (default: one per device).")] = None,
+    max_trials: Annotated[int | None, typer.Option("--max-trials", help="Stop after this many trials.")] = None,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the experiment's studies to appear.")] = 600.0,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Join an experiment's studies (e.g. from another machine) and run trials until they are done."""
+    from lmbench.errors import SpecError
+    from lmbench.train import Terminated
+    from lmbench.workers import TERMINATED_EXIT, join
+
+    _setup_logging(quiet)
+    for name, value in (("--workers", workers), ("--max-trials", max_trials)):
+        if value is not None and value < 1:
+            raise SpecError(name, f"must be at least 1, got {value}")
+    spec_raw = None
+    if spec is not None:
+        from lmbench.spec import dump_raw, load_spec
+
+        loaded = load_spec(spec, set_)
+        experiment, spec_raw = experiment or loaded.experiment_name, dump_raw(loaded)
+    if not experiment:
+        raise SpecError("--experiment", "name the experiment to join (or give its spec)")
+    try:
+        codes = join(experiment, storage, tracking_uri=tracking_uri, devices=devices, workers=workers,
+                     max_trials=max_trials, overrides=[] if spec_raw else list(set_ or []), spec_raw=spec_raw,
+                     wait_s=wait)
+    except Terminated:
+        typer.echo("worker stopped by SIGTERM; its trial is queued for retry", err=True)
+        raise typer.Exit(TERMINATED_EXIT) from None
+    if any(codes):
+        typer.echo(f"error: worker exit codes {codes}", err=True)
+        raise typer.Exit(TERMINATED_EXIT if TERMINATED_EXIT in codes else 1)
+
+
+@app.command()
+@user_errors
+def server(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind; 0.0.0.0 lets other machines in.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 5000,
+    backend_store_uri: Annotated[str, typer.Option("--backend-store-uri", help="Where runs are stored: sqlite:///... or postgresql://...")] = "sqlite:///mlflow.db",
+    artifacts_destination: Annotated[str, typer.Option("--artifacts-destination", help="Folder (or URI) for artifacts, served through the server.")] = "mlartifacts",
+    workers: Annotated[int, typer.Option("--workers", help="Server processes.")] = 4,
+) -> None:
+    """Start an MLflow tracking server for lmbench workers: runs and (proxied) artifacts."""
+    from lmbench.tracking import server_command
+
+    cmd = server_command(host, port, backend_store_uri, artifacts_destination, workers)
+    typer.echo(" ".join(cmd), err=True)
+    os.execv(cmd[0], cmd)  # the server replaces this process: signals and exit code are its own
 
 
 @app.command()

@@ -79,6 +79,7 @@ def root_key(spec: ExperimentSpec) -> str:
     raw = dump_raw(spec)
     # which models/params run now is not part of the identity: each has its own child run
     for section, key in (("search", "trials"), ("search", "workers"), ("search", "devices"), ("search", "storage"),
+                         ("search", "heartbeat_interval"), ("search", "grace_period"), ("search", "max_retries"),
                          ("compare", "seeds"), ("compare", "models"), ("ablate", "seeds"), ("ablate", "params"),
                          ("ablate", "values"), ("tracking", "tracking_uri")):
         raw[section].pop(key, None)
@@ -227,6 +228,12 @@ def compare(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     root = ensure_run(spec, f"compare-{spec.experiment_name}", {"lmbench.kind": "compare", "lmbench.root_key": root_key(spec)},
                       params={"models": ",".join(models), "trials": spec.search.trials, "seeds": spec.compare.seeds})
     with tree_run(root):
+        if spec.search.workers == 0:  # remote workers may serve every study while we wait on the first
+            from lmbench.workers import publish
+
+            for arch in models:
+                publish(spec, arch, ensure_run(spec, arch, {"lmbench.kind": "model", "lmbench.model": arch},
+                                               root.run_id).run_id)
         for arch in models:
             model_run = ensure_run(spec, arch, {"lmbench.kind": "model", "lmbench.model": arch}, root.run_id)
             with tree_run(model_run):

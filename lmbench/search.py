@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import hashlib
 import json
 import logging
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -245,9 +247,11 @@ def default_storage_path(experiment: str) -> Path:
     return STUDIES_DIR / f"{experiment}.journal"
 
 
-def open_storage(url: str | None, experiment: str):
+def open_storage(url: str | None, experiment: str, live=None):
     """An Optuna storage: the URL given, else a journal file in ``studies/``.
 
+    ``live`` (a :class:`lmbench.liveness.Liveness`) turns on Optuna's heartbeat on RDB storages,
+    for processes that run or recover trials (the journal's liveness lives in lease files).
     A URL that cannot be opened is a SpecError naming it, raised before anything is created.
     """
     import optuna
@@ -257,8 +261,16 @@ def open_storage(url: str | None, experiment: str):
         path = default_storage_path(experiment)
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    heartbeat = {}
+    if live is not None:
+        from lmbench.liveness import quiet_optuna_warnings
+
+        quiet_optuna_warnings()
+        heartbeat = {"heartbeat_interval": live.interval, "grace_period": live.grace,
+                     "heartbeat_stale_trial_callback": live.on_dead}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        # pre-ping: a pooled connection that died with a PostgreSQL restart is replaced, not used
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
     except Exception as e:  # sqlalchemy raises many kinds; the user needs the URL and the reason
         reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise SpecError("--storage", f"cannot open Optuna storage {url!r}: {reason}") from None
@@ -277,18 +289,46 @@ def open_study(spec: ExperimentSpec, arch: str, storage):
                                direction="minimize", load_if_exists=True)
 
 
-def counted(trial) -> bool:
-    """Trials that use up the budget: finished ones, except those interrupted by the user."""
+def counted(trial, retried: frozenset[int] | set[int] = frozenset()) -> bool:
+    """Trials that use up the budget: finished ones, except failed ones that were retried (their
+    retry counts instead) and those interrupted by the user (a re-run trains a new one)."""
     from optuna.trial import TrialState
 
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and not trial.user_attrs.get("interrupted", False)
+    return (trial.state == TrialState.FAIL and trial.number not in retried
+            and not trial.user_attrs.get("interrupted", False))
+
+
+def progress_of(study) -> dict[str, int]:
+    """Counted (finished), running and waiting (queued retries) trials of a study."""
+    from optuna.trial import TrialState
+
+    from lmbench.liveness import RETRY_HISTORY
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY, [])}
+    return {"done": sum(counted(t, retried) for t in trials),
+            "running": sum(t.state == TrialState.RUNNING for t in trials),
+            "waiting": sum(t.state == TrialState.WAITING for t in trials)}
 
 
 @contextlib.contextmanager
-def study_lock(experiment: str) -> Iterator[None]:
-    """Serialise 'count trials, then ask' between processes of this machine (no overshoot)."""
+def study_lock(storage, experiment: str) -> Iterator[None]:
+    """Serialise 'count trials, then ask' (and recovery) between workers, so the total is never
+    overshot: a PostgreSQL advisory lock across machines, else a file lock on this machine."""
+    engine = getattr(storage, "engine", None)  # RDBStorage's SQLAlchemy engine
+    if engine is not None and engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        key = int.from_bytes(hashlib.sha256(f"lmbench/{experiment}".encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as conn:  # the lock dies with the connection if this process does
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return
     STUDIES_DIR.mkdir(parents=True, exist_ok=True)
     with open(STUDIES_DIR / f".{experiment}.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -298,16 +338,42 @@ def study_lock(experiment: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def next_trial(study, total: int, experiment: str):
-    """Ask for a new trial unless the study already has ``total`` counted or running ones."""
-    from optuna.trial import TrialState
+def next_trial(study, storage, total: int, experiment: str, live=None):
+    """Recover dead trials, then ask for a trial: a queued retry first, else a new one unless the
+    study already has ``total`` counted or running ones. Storage hiccups are retried."""
 
-    with study_lock(experiment):
-        trials = study.get_trials(deepcopy=False)
-        busy = sum(1 for t in trials if counted(t) or t.state == TrialState.RUNNING)
-        if busy >= total:
-            return None
-        return study.ask()
+    def locked():
+        with study_lock(storage, experiment):
+            if live is not None:
+                live.recover(study)
+            p = progress_of(study)
+            if not p["waiting"] and p["done"] + p["running"] >= total:
+                return None
+            trial = study.ask()  # pops a waiting retry before it creates a new trial
+            if live is not None:
+                live.beat(storage, study, trial)  # alive from the start, before the lock is released
+            return trial
+
+    return with_retries(locked, "asking for a trial")
+
+
+def with_retries(fn, what: str, attempts: int = 8):
+    """``fn()``, retried with exponential backoff (1, 2, 4, ... 30 s) while the storage is unreachable."""
+    import optuna
+    import sqlalchemy.exc
+
+    transient = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+                 sqlalchemy.exc.InterfaceError)
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except transient as e:
+            if attempt == attempts - 1:
+                raise
+            wait = min(30.0, 2.0 ** attempt)
+            log.warning("%s: storage unreachable (%s); retrying in %.0f s", what, str(e).splitlines()[0][:200], wait)
+            time.sleep(wait)
+    return None
 
 
 def best_params(study) -> dict[str, Any] | None:
@@ -326,10 +392,15 @@ def trial_spec(spec: ExperimentSpec, arch: str, params: dict[str, Any]) -> Exper
     return sized(model_spec(spec, arch, params, [f"train.budget={json.dumps(budget.model_dump(exclude_none=True))}"]))
 
 
-def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> str:
-    """Train one trial as a tracked run and tell Optuna how it ended; returns the Optuna state."""
+def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str | None, live) -> str:
+    """Train one trial as a tracked run and tell Optuna how it ended; returns the Optuna state.
+
+    A retried trial (its worker died or was pre-empted) resumes from the last checkpoint of its
+    previous attempt when that exists on this machine. ``live``: :class:`lmbench.liveness.Liveness`.
+    """
     from optuna.trial import TrialState
 
+    from lmbench.liveness import retry_history
     from lmbench.tracking import Tracker
     from lmbench.train import RunStopped, Terminated, train
 
@@ -340,30 +411,49 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
         return _tell_failed(study, trial, f"invalid parameters: {e}")
 
     def on_eval(step: int, tokens: int, metrics: dict[str, float]) -> None:
-        trial.report(metrics["val_loss"], step)
-        if trial.should_prune():
+        with_retries(lambda: trial.report(metrics["val_loss"], step), "reporting to the study")
+        if with_retries(trial.should_prune, "asking the pruner"):
             raise RunStopped("KILLED", {"optuna_state": "PRUNED"})
 
     tracker = Tracker(spec.experiment_name, spec.tracking.tracking_uri)
     tags = {"lmbench.kind": "trial", "stage": "search", "lmbench.model": arch, "optuna.study": study.study_name,
             "optuna.trial_number": str(trial.number)}
+    history = retry_history(trial)
+    resume = live.resume_point(study.study_name, trial) if history else None
+    if history:
+        tags.update({"optuna.retry_of": str(history[-1]), "lmbench.resumed_from": str(resume or "")})
+        log.info("trial %d retries trial %d%s", trial.number, history[-1], f" from {resume}" if resume else "")
     try:
         result = train(tspec, tracker=tracker, parent_run_id=parent_run_id, run_name=f"{arch}-trial-{trial.number}",
-                       tags=tags, quiet=True, on_eval=on_eval, final_splits=("val",))
+                       tags=tags, quiet=True, on_eval=on_eval, final_splits=("val",), resume=resume)
     except RunStopped:
-        tell(study, trial, state=TrialState.PRUNED)
+        with_retries(lambda: tell(study, trial, state=TrialState.PRUNED), "telling the study")
         return "PRUNED"
-    except (KeyboardInterrupt, Terminated):
-        trial.set_user_attr("interrupted", True)  # not counted: a re-run trains it again
-        tell(study, trial, state=TrialState.FAIL)
+    except (KeyboardInterrupt, Terminated):  # the run checkpointed and ended KILLED
+        _tell_interrupted(study, trial, live)
         raise
     except Exception as e:  # NaN loss, out of memory, ...: this trial fails, the study goes on
         _set_state_tag(tracker, "FAIL")
         return _tell_failed(study, trial, f"{type(e).__name__}: {e}")
     trial.set_user_attr("run_id", result.run_id)
-    tell(study, trial, result.final["final_val_loss"])
+    with_retries(lambda: tell(study, trial, result.final["final_val_loss"]), "telling the study")
     _set_state_tag(tracker, "COMPLETE")
     return "COMPLETE"
+
+
+def _tell_interrupted(study, trial, live) -> None:
+    """A trial stopped by SIGTERM or Ctrl-C fails and is queued again with the same parameters,
+    to resume from its checkpoint; once out of retries it is not counted, so a re-run samples anew."""
+    from optuna.trial import TrialState
+
+    from lmbench.liveness import retry_history
+
+    retry = len(retry_history(trial)) < live.max_retries
+    if not retry:
+        trial.set_user_attr("interrupted", True)
+    tell(study, trial, state=TrialState.FAIL)
+    if retry:
+        live.retry(study, study.get_trials(deepcopy=False)[trial.number])
 
 
 def _set_state_tag(tracker, state: str) -> None:

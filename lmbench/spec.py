@@ -201,7 +201,12 @@ class SearchSpec(_Strict):
         description="per-trial budget, the same for every model (null: train.budget)",
     )
     storage: str | None = Field(None, description="Optuna storage URL (default: a journal file in studies/)")
-    workers: int = Field(1, ge=1, description="processes sharing a study on this machine")
+    workers: int = Field(1, ge=0, description="processes sharing a study on this machine "
+                         "(0: only create the studies and wait for `lmbench worker`s elsewhere)")
+    heartbeat_interval: int = Field(10, ge=1, description="seconds between a running trial's liveness records")
+    grace_period: int | None = Field(None, ge=1, description="seconds without a heartbeat before a trial "
+                                     "counts as dead (default: 3 x heartbeat_interval)")
+    max_retries: int = Field(3, ge=0, description="times a trial whose worker died or was pre-empted is retried")
     devices: str | None = Field(None, description="cuda:0,cuda:1 | all | cpu (round-robin over workers)")
     space: dict[str, dict[str, SpaceParam]] = Field(
         default_factory=dict, description="per model: parameter -> range, overriding/extending its default space"

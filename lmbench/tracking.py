@@ -3,8 +3,10 @@
 We talk to MLflow through ``MlflowClient`` with explicit run ids instead of the fluent
 ``mlflow.start_run`` stack, so nested runs created by different processes (Optuna workers) link
 to their parent by the ``mlflow.parentRunId`` tag and nothing depends on process-global state.
-Per-step metrics go through MLflow's asynchronous batch logging, so training never waits on the
-store; ``finish`` flushes before it sets the final status.
+Per-step metrics are buffered and sent in batches by a background thread, so training never
+waits on the store; a batch that fails (tracking server restarting) goes back into the buffer
+and is sent again with backoff, so an outage leaves no gap. ``finish`` flushes before it sets
+the final status.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import logging
 import os
 import platform
 import subprocess
+import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,8 @@ DEFAULT_ARTIFACTS = "mlartifacts"
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LEN = 6000  # MLflow >= 2.x accepts 6000-character param values
 SEND_SECONDS = 2.0  # how long metrics may wait in the buffer before going to the store
+MAX_BACKOFF = 60.0  # the longest wait between two attempts to send while the store is unreachable
+FLUSH_SECONDS = 600.0  # how long finish() keeps trying before it gives up on the buffered metrics
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -80,8 +87,12 @@ class Tracker:
         self.client = MlflowClient(self.uri)
         self.experiment_id = self._experiment(experiment)
         self.run_id: str | None = None
-        self._pending: list = []  # metrics not yet handed to MLflow
-        self._last_send = time.monotonic()
+        self._pending: list = []  # metrics not yet stored (guarded by _lock: the sender puts failures back)
+        self._lock = threading.Lock()
+        self._next_send = time.monotonic() + SEND_SECONDS
+        self._failures = 0  # consecutive failed sends (backoff)
+        self._sender: ThreadPoolExecutor | None = None
+        self._inflight: Future | None = None
 
     def _experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
@@ -128,23 +139,64 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int, synchronous: bool = False) -> None:
         """Log a dict of metrics at one step.
 
-        Metrics are buffered and handed to MLflow's asynchronous logging as one batch every
-        ``SEND_SECONDS``: a store round-trip per training step would cost more than the step of
-        a small model. ``synchronous=True`` sends everything now and waits for the store.
+        Metrics are buffered and sent as one batch every ``SEND_SECONDS`` by a background thread:
+        a store round-trip per training step would cost more than the step of a small model.
+        ``synchronous=True`` sends everything now and waits for the store.
         """
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        self._pending += [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
-        if synchronous or time.monotonic() - self._last_send >= SEND_SECONDS:
-            self.send(synchronous)
+        with self._lock:
+            self._pending += [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
+        if synchronous:
+            self.flush()
+        elif time.monotonic() >= self._next_send:
+            self.send()
 
-    def send(self, synchronous: bool = False) -> None:
-        """Hand the buffered metrics to MLflow (in batches of its maximum size)."""
-        pending, self._pending = self._pending, []
-        for i in range(0, len(pending), 1000):  # MLflow caps a batch at 1000 metrics
-            self.client.log_batch(self.run_id, metrics=pending[i : i + 1000], synchronous=synchronous)
-        self._last_send = time.monotonic()
+    def send(self) -> None:
+        """Start sending the buffered metrics in the background, unless a send is still under way."""
+        if self._inflight is not None and not self._inflight.done():
+            return
+        with self._lock:
+            batch, self._pending = self._pending, []
+        self._next_send = time.monotonic() + SEND_SECONDS
+        if batch:
+            self._sender = self._sender or ThreadPoolExecutor(1, thread_name_prefix="lmbench-metrics")
+            self._inflight = self._sender.submit(self._post, self.run_id, batch)
+
+    def _post(self, run_id: str, batch: list) -> bool:
+        """Store ``batch``; on failure put what was not stored back in the buffer and back off."""
+        for i in range(0, len(batch), 1000):  # MLflow caps a batch at 1000 metrics
+            try:
+                self.client.log_batch(run_id, metrics=batch[i : i + 1000], synchronous=True)
+            except Exception as e:  # noqa: BLE001 - the store is down or refused: keep the metrics
+                with self._lock:
+                    self._pending[:0] = batch[i:]
+                self._failures += 1
+                wait = min(MAX_BACKOFF, SEND_SECONDS * 2**self._failures)
+                self._next_send = time.monotonic() + wait
+                log.warning("could not send %d metrics to MLflow (%s); retrying in %.0f s",
+                            len(batch) - i, str(e).splitlines()[0][:200] if str(e) else type(e).__name__, wait)
+                return False
+        self._failures = 0
+        return True
+
+    def flush(self, timeout: float = FLUSH_SECONDS) -> None:
+        """Store every buffered metric now, retrying with backoff for up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._inflight is not None:
+                self._inflight.result()
+                self._inflight = None
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch or self._post(self.run_id, batch):
+                if not self._pending:
+                    return
+                continue
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not store {len(self._pending)} metrics in {self.uri} for {timeout:.0f} s")
+            time.sleep(max(0.0, min(self._next_send, deadline) - time.monotonic()))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if Path(path).is_dir():
@@ -154,13 +206,13 @@ class Tracker:
 
     def finish(self, status: str) -> None:
         """Flush pending metrics, then set the final status (FINISHED, FAILED or KILLED)."""
-        import mlflow
-
         try:
-            self.send(synchronous=True)
-            mlflow.flush_async_logging()
+            self.flush()
         except Exception as e:  # never let a flush problem hide the real status
             log.warning("flushing MLflow metrics failed: %s", e)
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None
         self.client.set_terminated(self.run_id, status=status)
 
 
@@ -173,3 +225,18 @@ def find_run(run_id: str, tracking_uri: str | None = None):
         return MlflowClient(resolve_uri(tracking_uri)).get_run(run_id)
     except MlflowException:
         return None
+
+
+def server_command(host: str, port: int, backend_store_uri: str, artifacts_destination: str,
+                   workers: int = 4) -> list[str]:
+    """The ``mlflow server`` command lmbench's workers need: runs in ``backend_store_uri``,
+    artifacts proxied by the server into ``artifacts_destination`` (workers need no access to it).
+
+    Relative paths are made absolute, so the server does not depend on its working directory.
+    """
+    dest = artifacts_destination
+    if "://" not in dest:
+        dest = str(Path(dest).resolve())
+    return [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
+            "--backend-store-uri", resolve_uri(backend_store_uri), "--artifacts-destination", dest,
+            "--serve-artifacts", "--workers", str(workers)]

@@ -348,6 +348,8 @@ def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, res
     else:
         tr.run_id = _open_run(tr, n_params, parent_run_id, run_name, tags)
     tr.ckpt_root = workdir / "checkpoints" / tr.run_id
+    if resume is not None and not resume_run_id:
+        _adopt_best(Path(resume).parent, tr.ckpt_root)
     if tracker is not None:
         tracker.set_tags({"lmbench.checkpoint_dir": str(tr.ckpt_root.resolve())})
     from lmbench.artifacts import save_model_card
@@ -414,6 +416,19 @@ def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str,
     lp = tr.loop
     return TrainResult(tr.run_id, lp.step, lp.tokens, lp.elapsed, lp.best_val, lp.stop_reason, final, n_params,
                        tr.ckpt_root, lp.tokens / max(lp.elapsed, 1e-9))
+
+
+def _adopt_best(src_root: Path, dst_root: Path) -> None:
+    """A new run resumed from another run's checkpoint (a retried trial) takes over that run's best
+    weights, so its final evaluation uses the best weights even if it does not improve on them."""
+    import shutil
+
+    ptr = checkpoint.pointer(src_root, "best")
+    if ptr is None or (dst_root / "best.json").exists():
+        return
+    dst_root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src_root / ptr["dir"], dst_root / ptr["dir"], dirs_exist_ok=True)
+    checkpoint._write_json_atomic(dst_root / "best.json", ptr)
 
 
 def _save_on_interrupt(tr: Trainer) -> None:

@@ -1,21 +1,38 @@
-"""Worker processes: several processes share one Optuna study on this machine.
+"""Worker processes: several processes, on one machine or many, share an experiment's studies.
 
-Optuna's storage is the queue: each worker asks the study for the next trial until the total is
-reached (``search.next_trial`` serialises count-then-ask with a file lock, so the total is never
-overshot). Workers are spawned (not forked) so each starts with a clean torch runtime; on CPU the
-cores are split between them, on GPUs the devices are assigned round-robin.
+Optuna's storage is the queue: each worker asks a study for its next trial until the study's total
+is reached (``search.next_trial`` serialises count-then-ask under a lock, so the total is never
+overshot). Every study carries what a worker needs to join it (the spec, the parent MLflow run),
+so ``lmbench worker --experiment NAME --storage URL`` on another machine needs nothing else.
+
+A worker stays until every study it serves is complete, recovering dead trials meanwhile
+(:mod:`lmbench.liveness`), so a trial whose worker died is retried by a surviving or a fresh one.
+Workers are spawned (not forked) so each starts with a clean torch runtime; on CPU the cores are
+split between them, on GPUs the devices are assigned round-robin. SIGTERM (pre-emption) stops a
+worker gracefully: its trial checkpoints, is queued for retry and its run ends KILLED.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import multiprocessing as mp
 import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from lmbench.errors import SpecError
+from lmbench.errors import SpecError, UserError
 from lmbench.spec import ExperimentSpec, build_spec, dump_raw
 
 log = logging.getLogger(__name__)
+POLL_SECONDS = 2.0  # how often an idle worker or a waiting driver looks at the studies again
+SPEC_ATTR, PARENT_ATTR, ARCH_ATTR = "lmbench.spec", "lmbench.parent_run_id", "lmbench.arch"
+TERMINATED_EXIT = 128 + signal.SIGTERM  # a worker stopped by SIGTERM exits like the shell reports it
 
 
 def device_list(devices: str | None, default: str) -> list[str]:
@@ -37,50 +54,149 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def run_worker(spec: ExperimentSpec, arch: str, parent_run_id: str | None, max_trials: int | None = None) -> int:
-    """Run trials of ``<experiment>/<arch>`` until the study's total is reached; returns how many."""
-    from lmbench.search import next_trial, open_storage, open_study, run_trial, total_trials
+# -- one study as a unit of work -----------------------------------------------------------------
 
+
+@dataclass
+class Assignment:
+    """A study a worker serves, with what it needs to run its trials."""
+
+    spec: ExperimentSpec
+    arch: str
+    parent_run_id: str | None
+    study: Any
+    storage: Any
+    total: int
+    live: Any  # lmbench.liveness.Liveness
+
+    def progress(self) -> dict[str, int]:
+        from lmbench.search import progress_of
+
+        return progress_of(self.study)
+
+    def complete(self) -> bool:
+        p = self.progress()
+        return p["done"] >= self.total and not p["running"] and not p["waiting"]
+
+
+def assignment(spec: ExperimentSpec, arch: str, parent_run_id: str | None, storage=None) -> Assignment:
+    from lmbench.liveness import Liveness
+    from lmbench.search import open_storage, open_study, total_trials
+
+    live = Liveness.of(spec)
+    storage = storage or open_storage(spec.search.storage, spec.experiment_name, live)
+    return Assignment(spec, arch, parent_run_id, open_study(spec, arch, storage), storage,
+                      total_trials(spec, arch), live)
+
+
+def publish(spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> None:
+    """Store the spec and the parent run on the study, so workers elsewhere can join it."""
+    from lmbench.search import open_storage, open_study
+    from lmbench.tracking import resolve_uri
+
+    raw = dump_raw(spec)
+    # the URI as this process resolves it ($MLFLOW_TRACKING_URI too): the runs must meet in one store
+    raw["tracking"]["tracking_uri"] = resolve_uri(spec.tracking.tracking_uri)
     study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
+    for key, value in ((SPEC_ATTR, raw), (PARENT_ATTR, parent_run_id), (ARCH_ATTR, arch)):
+        study.set_user_attr(key, value)
+
+
+def work(assignments: Callable[[], list[Assignment]], max_trials: int | None = None) -> int:
+    """Run trials of the assigned studies (in order) until all are complete; returns how many ran.
+
+    With nothing to ask for while other workers' trials still run, wait: one of them may die and
+    its retry must be run by someone.
+    """
+    from lmbench.liveness import Heartbeat
+    from lmbench.search import next_trial, run_trial
+
     done = 0
-    while max_trials is None or done < max_trials:
-        trial = next_trial(study, total_trials(spec, arch), spec.experiment_name)
-        if trial is None:
-            break
-        state = run_trial(study, trial, spec, arch, parent_run_id)
-        done += 1
-        best = study.best_value if _has_complete(study) else float("nan")
-        log.info("%s trial %d: %s (best val loss so far %.4f)", arch, trial.number, state, best)
+    with _sigterm_raises():
+        while max_trials is None or done < max_trials:
+            current = assignments()
+            for a in current:
+                trial = next_trial(a.study, a.storage, a.total, a.spec.experiment_name, a.live)
+                if trial is None:
+                    continue
+                with Heartbeat(a.live, a.storage, a.study, trial):
+                    state = run_trial(a.study, trial, a.spec, a.arch, a.parent_run_id, a.live)
+                done += 1
+                log.info("%s trial %d: %s", a.study.study_name, trial.number, state)
+                break
+            else:
+                if current and all(a.complete() for a in current):
+                    break
+                time.sleep(POLL_SECONDS)
     return done
 
 
-def _has_complete(study) -> bool:
-    from optuna.trial import TrialState
+def run_worker(spec: ExperimentSpec, arch: str, parent_run_id: str | None, max_trials: int | None = None) -> int:
+    """Run trials of ``<experiment>/<arch>`` until the study is complete; returns how many ran."""
+    a = assignment(spec, arch, parent_run_id)
+    return work(lambda: [a], max_trials)
 
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`lmbench.train.Terminated` in the main thread (training installs its
+    own handler, which checkpoints); elsewhere signals are left alone."""
+    from lmbench.train import Terminated
+
+    def handler(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _worker_main(raw: dict, arch: str, parent_run_id: str | None, device: str, threads: int) -> None:
-    """Entry point of a spawned worker process."""
+# -- local worker processes ----------------------------------------------------------------------
+
+
+def _process_main(fn: Callable[..., Any], device: str | None, threads: int | None, *args) -> None:
+    """Entry point of a spawned worker process: set up logging and threads, run, exit truthfully."""
+    import sys
+
     import torch
 
+    from lmbench.train import Terminated
+
     logging.basicConfig(level=logging.INFO, format=f"[worker {os.getpid()}] %(message)s")
-    torch.set_num_threads(threads)
-    spec = build_spec(raw, [f"train.device={device}"])
-    run_worker(spec, arch, parent_run_id)
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        fn(device, *args)
+    except Terminated:
+        log.info("stopped by SIGTERM")
+        sys.exit(TERMINATED_EXIT)
 
 
-def run_study(spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> None:
-    """Bring the study ``<experiment>/<arch>`` to its total with ``search.workers`` processes."""
-    workers = spec.search.workers
-    devices = device_list(spec.search.devices, spec.train.device)
-    if workers == 1 and len(devices) == 1 and devices[0] == spec.train.device:
-        run_worker(spec, arch, parent_run_id)
-        return
+def _run_processes(fn: Callable[..., Any], devices: list[str], workers: int, *args) -> list[int]:
+    """Run ``fn(device, *args)`` in ``workers`` spawned processes; returns their exit codes.
+
+    SIGTERM to this process is passed on to the workers, which stop gracefully; then
+    :class:`lmbench.train.Terminated` is raised here too.
+    """
+    from lmbench.train import Terminated
+
     ctx = mp.get_context("spawn")
-    raw, threads = dump_raw(spec), threads_per_worker(workers)
-    procs = [ctx.Process(target=_worker_main, args=(raw, arch, parent_run_id, devices[i % len(devices)], threads),
+    threads = threads_per_worker(workers)
+    procs = [ctx.Process(target=_process_main, args=(fn, devices[i % len(devices)], threads, *args),
                          name=f"lmbench-worker-{i}") for i in range(workers)]
+    terminated = threading.Event()
+
+    def forward(signum, frame):
+        terminated.set()
+        for p in procs:
+            p.terminate()  # SIGTERM: the worker checkpoints and queues its trial for retry
+
+    previous = signal.signal(signal.SIGTERM, forward) if threading.current_thread() is threading.main_thread() else None
     for p in procs:
         p.start()
     try:
@@ -90,6 +206,136 @@ def run_study(spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> Non
         for p in procs:
             p.join(timeout=30)
         raise
-    failed = [p.name for p in procs if p.exitcode != 0]
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if terminated.is_set():
+        raise Terminated("signal 15 (passed on to the workers)")
+    return [p.exitcode for p in procs]
+
+
+def _study_worker(device: str, raw: dict, arch: str, parent_run_id: str | None) -> None:
+    run_worker(build_spec(raw, [f"train.device={device}"]), arch, parent_run_id)
+
+
+def run_study(spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> None:
+    """Bring the study ``<experiment>/<arch>`` to its total.
+
+    ``search.workers`` processes on this machine, or with 0 none: wait while ``lmbench worker``s
+    (anywhere) run the trials.
+    """
+    publish(spec, arch, parent_run_id)
+    workers = spec.search.workers
+    if workers == 0:
+        wait_for_study(assignment(spec, arch, parent_run_id))
+        return
+    devices = device_list(spec.search.devices, spec.train.device)
+    if workers == 1 and len(devices) == 1 and devices[0] == spec.train.device:
+        run_worker(spec, arch, parent_run_id)
+        return
+    codes = _run_processes(_study_worker, devices, workers, dump_raw(spec), arch, parent_run_id)
+    failed = [f"lmbench-worker-{i} (exit code {c})" for i, c in enumerate(codes) if c != 0]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {workers} workers exited with an error: {', '.join(failed)}")
+        a = assignment(spec, arch, parent_run_id)
+        if not a.complete():
+            raise RuntimeError(f"{len(failed)} of {workers} workers exited with an error: {', '.join(failed)}")
+        log.warning("%s is complete, but %s died (their trials were retried)", a.study.study_name, ", ".join(failed))
+
+
+def wait_for_study(a: Assignment) -> None:
+    """``--workers 0``: recover dead trials and print progress until the study is complete."""
+    from lmbench.search import study_lock, with_retries
+
+    log.info("%s: waiting for workers: lmbench worker --experiment %s%s", a.study.study_name,
+             a.spec.experiment_name, f" --storage {a.spec.search.storage}" if a.spec.search.storage else "")
+
+    def recover() -> None:
+        with study_lock(a.storage, a.spec.experiment_name):
+            a.live.recover(a.study)
+
+    shown = None
+    while True:
+        with_retries(recover, "recovering dead trials")
+        p = with_retries(a.progress, "reading the study")
+        if p != shown:
+            log.info("%s: %d/%d trials done, %d running, %d queued", a.study.study_name, p["done"], a.total,
+                     p["running"], p["waiting"])
+            shown = p
+        if p["done"] >= a.total and not p["running"] and not p["waiting"]:
+            return
+        time.sleep(POLL_SECONDS)
+
+
+# -- `lmbench worker`: join an experiment's studies ---------------------------------------------
+
+
+def published(storage, experiment: str) -> list[tuple[str, dict, str | None]]:
+    """(arch, stored spec, parent run id) of the experiment's studies, in the order they were made."""
+    import optuna
+
+    out = []
+    for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if s.study_name.startswith(f"{experiment}/") and SPEC_ATTR in s.user_attrs:
+            out.append((s.user_attrs[ARCH_ATTR], s.user_attrs[SPEC_ATTR], s.user_attrs.get(PARENT_ATTR)))
+    return out
+
+
+def _joined_spec(raw: dict, storage_url: str | None, tracking_uri: str | None, device: str | None,
+                 overrides: list[str]) -> ExperimentSpec:
+    """The stored spec with this machine's storage URL, tracking URI, device and --set values."""
+    extra = [f"search.storage={json.dumps(storage_url)}"]  # JSON is YAML: null, or a quoted URL
+    extra += [f"tracking.tracking_uri={json.dumps(tracking_uri)}"] if tracking_uri else []
+    extra += [f"train.device={device}"] if device else []
+    return build_spec(raw, extra + list(overrides))
+
+
+def _experiment_worker(device: str | None, experiment: str, storage_url: str | None, tracking_uri: str | None,
+                       overrides: list[str], spec_raw: dict | None, max_trials: int | None) -> int:
+    """Serve every published study of ``experiment`` until all are complete."""
+    from lmbench.liveness import Liveness
+    from lmbench.search import open_storage, with_retries
+
+    plain = open_storage(storage_url, experiment)
+    live_storage = None  # with heartbeats configured as the experiment's spec says
+    cache: dict[str, Assignment] = {}
+
+    def assignments() -> list[Assignment]:
+        nonlocal live_storage
+        found = with_retries(lambda: published(plain, experiment), "reading the studies")
+        for arch, raw, parent in found:
+            if arch not in cache:
+                spec = _joined_spec(spec_raw or raw, storage_url, tracking_uri, device, overrides)
+                live_storage = live_storage or open_storage(storage_url, experiment, Liveness.of(spec))
+                cache[arch] = assignment(spec, arch, parent, live_storage)
+        return [cache[arch] for arch, _, _ in found]
+
+    return work(assignments, max_trials)
+
+
+def join(experiment: str, storage_url: str | None, *, tracking_uri: str | None = None, devices: str | None = None,
+         workers: int | None = None, max_trials: int | None = None, overrides: list[str] | None = None,
+         spec_raw: dict | None = None, wait_s: float = 600.0) -> list[int]:
+    """``lmbench worker``: join the experiment's studies with one process per device (or ``workers``).
+
+    Waits up to ``wait_s`` for the experiment's studies to appear (its compare/tune may start
+    later). ``spec_raw`` replaces the stored spec (e.g. a data path that differs on this machine),
+    ``overrides`` are ``--set`` values applied on top of it. Returns the processes' exit codes (a single process runs here, in this process).
+    """
+    from lmbench.search import open_storage
+
+    storage = open_storage(storage_url, experiment)  # an unusable URL is the user's to fix, at once
+    deadline = time.monotonic() + wait_s
+    while not published(storage, experiment):
+        if time.monotonic() > deadline:
+            raise UserError("--experiment", f"no studies of experiment {experiment!r} in "
+                            f"{storage_url or 'studies/'} after {wait_s:.0f} s (start its compare or tune first)")
+        log.info("waiting for the studies of experiment %s", experiment)
+        time.sleep(POLL_SECONDS)
+    devs = device_list(devices, "auto") if devices else [None]
+    n = workers or len(devs)
+    args = (experiment, storage_url, tracking_uri, list(overrides or []), spec_raw, max_trials)
+    if n == 1:
+        with _sigterm_raises():
+            _experiment_worker(devs[0], *args)
+        return [0]
+    return _run_processes(_experiment_worker, devs, n, *args)
