@@ -296,6 +296,8 @@ def _print_table(result, kind: str) -> None:
     cols = [(k, h) for k, h in cols if k in table.columns or f"{k}_mean" in table.columns]
     Console(width=max(120, Console().width)).print(render_table(table, title, cols))
     typer.echo(f"results: {result['path']} (and .json); MLflow root run {result['root_run_id']}")
+    if result.get("report"):
+        typer.echo(f"report: {result['report']}")
 
 
 @app.command()
@@ -440,6 +442,41 @@ def generate(
     outs = complete(load_model(target, tracking_uri=tracking_uri, device=device), prompt, s, num)
     for i, text in enumerate(outs, start=1):
         typer.echo(f"[{i}] {text}" if len(outs) > 1 else text)
+
+
+@app.command()
+@user_errors
+def report(
+    experiment: Annotated[str, typer.Argument(help="MLflow experiment (the spec's name or tracking.experiment).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: reports/<experiment>).")] = None,
+    format_: Annotated[str, typer.Option("--format", help="html | md | csv.")] = "html",
+    open_: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
+    storage: StorageOpt = None,
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Write the experiment's report from the MLflow runs and Optuna studies (one self-contained HTML file)."""
+    from lmbench.report import build_report
+
+    path = build_report(experiment, tracking_uri=tracking_uri, storage=storage, out=out, fmt=format_)
+    typer.echo(f"report: {path}")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+
+
+@app.command()
+@user_errors
+def ui(
+    port: Annotated[int, typer.Option("--port", help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option("--host", help="Address to bind (default loopback; others warn).")] = "127.0.0.1",
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Browse the runs in the MLflow UI on the project's tracking store, until Ctrl-C."""
+    from lmbench.report.ui import serve
+
+    code = serve(host, port, tracking_uri, echo=lambda line: typer.echo(line, err=line.startswith("warning")))
+    raise typer.Exit(code)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -188,6 +188,33 @@ def write_results(experiment: str, name: str, table, rows: list[dict[str, Any]],
     return out / f"{name}.csv"
 
 
+def record_spec(root, spec: ExperimentSpec, kind: str) -> None:
+    """The command's spec as the root run's spec.yaml: ``lmbench run spec.yaml`` repeats it exactly."""
+    import tempfile
+
+    import yaml
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "spec.yaml"
+            path.write_text(yaml.safe_dump({**dump_raw(spec), "kind": kind}, sort_keys=False))
+            root.log_artifact(path)
+    except Exception as e:  # reproducibility aid only: never the reason a command fails
+        log.warning("could not log spec.yaml to run %s: %s", root.run_id, e)
+
+
+def report_of(spec: ExperimentSpec) -> Path | None:
+    """Build the experiment's HTML report; a failure is a warning, never the experiment's failure."""
+    from lmbench.report import build_report
+
+    try:
+        return build_report(spec.experiment_name, tracking_uri=spec.tracking.tracking_uri,
+                            storage=spec.search.storage)
+    except Exception as e:
+        log.warning("could not build the report of %s: %s", spec.experiment_name, e)
+        return None
+
+
 # -- tune / compare -----------------------------------------------------------------------------
 
 
@@ -227,6 +254,7 @@ def compare(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     root = ensure_run(spec, f"compare-{spec.experiment_name}", {"lmbench.kind": "compare", "lmbench.root_key": root_key(spec)},
                       params={"models": ",".join(models), "trials": spec.search.trials, "seeds": spec.compare.seeds})
+    record_spec(root, spec, "compare")
     with tree_run(root):
         if spec.search.workers == 0:  # remote workers may serve every study while we wait on the first
             from lmbench.workers import publish
@@ -248,7 +276,7 @@ def compare(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
         table = compare_table(_frame(rows), metric="test_loss")
         path = write_results(spec.experiment_name, "results", table, rows, _meta(spec, "compare", root.run_id))
         root.set_tags({"best_model": str(table.index[0])})
-    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id}
+    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": report_of(spec)}
 
 
 def tune(spec: ExperimentSpec, arch: str, *, quiet: bool = False) -> dict[str, Any]:
@@ -340,6 +368,7 @@ def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     root = ensure_run(spec, f"ablate-{arch}", {"lmbench.kind": "ablate", "lmbench.root_key": root_key(spec),
                                                "lmbench.model": arch}, params={"params": ",".join(a.params)})
     rows: list[dict[str, Any]] = []
+    record_spec(root, spec, "ablate")
     with tree_run(root):
         base_run = ensure_run(spec, "baseline", {"lmbench.kind": "value", "ablate.value": "baseline"}, root.run_id)
         with tree_run(base_run):
@@ -358,7 +387,7 @@ def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
         frame = _frame(rows)
         table = ablation_table(frame.drop(columns=["is_baseline"]), baseline_values(sweeps), metric="test_loss")
         path = write_results(spec.experiment_name, "ablation", table, rows, _meta(spec, "ablate", root.run_id))
-    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id}
+    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": report_of(spec)}
 
 
 def baseline_values(sweeps: dict[str, tuple[str, Any, list[Any]]]) -> dict[str, Any]:
