@@ -38,6 +38,7 @@ BENCHMARKS = {  # name -> script, in the order they run
     "workers_scaling": "bench_workers.py",
     "search_efficiency": "bench_search.py",
     "default_compare": "bench_compare.py",
+    "generation": "bench_generate.py",
 }
 
 

@@ -122,7 +122,7 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def decode(model, prompt: torch.Tensor, s, *, use_cache: bool = True,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """Greedy or sampled continuations of ``prompt`` (B, P): LongTensor (B, N), N <= max_tokens.
@@ -146,7 +146,7 @@ def decode(model, prompt: torch.Tensor, s, *, use_cache: bool = True,
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search(model, prompt: torch.Tensor, s, *, use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Beam search: (tokens (B, W, N), scores (B, W)), beams ranked best first by
     ``sum logp / length ** length_penalty`` (length counts the tokens up to and with EOS).

@@ -90,26 +90,38 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class KVCache:
-    """Per-layer keys and values ``(B, H, T, D)`` of the tokens decoded so far (``length`` = T)."""
+    """Per-layer keys and values ``(B, H, T, D)`` of the tokens decoded so far (``length`` = T).
 
-    def __init__(self) -> None:
-        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.length = 0
+    Each layer's buffer is allocated once for ``max_len`` positions and filled in place: growing
+    it with ``torch.cat`` would copy the whole cache at every step (half of decoding time on CPU).
+    """
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+        self.buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.length = 0  # tokens stored (the same for every layer once a forward pass is done)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append this step's ``k``/``v`` to layer ``layer``; return the layer's full keys/values."""
-        if layer == len(self.layers):
-            self.layers.append((k, v))
-        else:
-            pk, pv = self.layers[layer]
-            self.layers[layer] = (torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2))
-        return self.layers[layer]
+        """Store this step's ``k``/``v`` (B, H, t, D) for ``layer``; return its keys/values so far."""
+        if layer == len(self.buffers):
+            shape = (*k.shape[:2], self.max_len, k.shape[3])
+            self.buffers.append((k.new_empty(shape), v.new_empty(shape)))
+        kb, vb = self.buffers[layer]
+        end = self.length + k.shape[2]
+        kb[:, :, self.length : end] = k
+        vb[:, :, self.length : end] = v
+        return kb[:, :, :end], vb[:, :, :end]
 
     def reorder(self, index: torch.Tensor) -> KVCache:
         """A cache whose batch rows are rows ``index`` of this one (beam search)."""
-        out = KVCache()
-        out.layers = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.layers]
-        out.length = self.length
+        out = KVCache(self.max_len)
+        n = self.length
+        for kb, vb in self.buffers:
+            k, v = kb.new_empty((len(index), *kb.shape[1:])), vb.new_empty((len(index), *vb.shape[1:]))
+            k[:, :, :n] = kb[:, :, :n].index_select(0, index)  # only the filled positions
+            v[:, :, :n] = vb[:, :, :n].index_select(0, index)
+            out.buffers.append((k, v))
+        out.length = n
         return out
 
 
@@ -239,7 +251,7 @@ class GPT(LanguageModel):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
     def decode_state(self) -> KVCache:
-        return KVCache()
+        return KVCache(self.config.max_len)
 
     def forward(self, idx: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """``state``: ``None`` (training, evaluation) or a :class:`KVCache` that ``idx`` continues."""
