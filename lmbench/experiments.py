@@ -188,8 +188,8 @@ def write_results(experiment: str, name: str, table, rows: list[dict[str, Any]],
     return out / f"{name}.csv"
 
 
-def record_spec(root, spec: ExperimentSpec, kind: str) -> None:
-    """The command's spec as the root run's spec.yaml: ``lmbench run spec.yaml`` repeats it exactly."""
+def record_spec(root, spec: ExperimentSpec) -> None:
+    """The command's spec as the root run's spec.yaml: ``lmbench compare|ablate spec.yaml`` repeats it."""
     import tempfile
 
     import yaml
@@ -197,7 +197,7 @@ def record_spec(root, spec: ExperimentSpec, kind: str) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "spec.yaml"
-            path.write_text(yaml.safe_dump({**dump_raw(spec), "kind": kind}, sort_keys=False))
+            path.write_text(yaml.safe_dump(dump_raw(spec), sort_keys=False))  # same spec, same root_key
             root.log_artifact(path)
     except Exception as e:  # reproducibility aid only: never the reason a command fails
         log.warning("could not log spec.yaml to run %s: %s", root.run_id, e)
@@ -254,7 +254,7 @@ def compare(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     root = ensure_run(spec, f"compare-{spec.experiment_name}", {"lmbench.kind": "compare", "lmbench.root_key": root_key(spec)},
                       params={"models": ",".join(models), "trials": spec.search.trials, "seeds": spec.compare.seeds})
-    record_spec(root, spec, "compare")
+    record_spec(root, spec)
     with tree_run(root):
         if spec.search.workers == 0:  # remote workers may serve every study while we wait on the first
             from lmbench.workers import publish
@@ -368,7 +368,7 @@ def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     root = ensure_run(spec, f"ablate-{arch}", {"lmbench.kind": "ablate", "lmbench.root_key": root_key(spec),
                                                "lmbench.model": arch}, params={"params": ",".join(a.params)})
     rows: list[dict[str, Any]] = []
-    record_spec(root, spec, "ablate")
+    record_spec(root, spec)
     with tree_run(root):
         base_run = ensure_run(spec, "baseline", {"lmbench.kind": "value", "ablate.value": "baseline"}, root.run_id)
         with tree_run(base_run):

@@ -76,7 +76,7 @@ def write_md(data: ExperimentData, parts: list[dict[str, Any]], out: Path) -> Pa
             lines.append("")
         lines += ["### Reproduce", ""]
         if part["spec_yaml"]:
-            lines += ["Save the spec below as `spec.yaml` and run `lmbench run spec.yaml`.", "",
+            lines += [f"Save the spec below as `spec.yaml` and run `lmbench {part['kind']} spec.yaml`.", "",
                       *fenced(part["spec_yaml"], "yaml"), ""]
         else:
             lines += fenced(part["command"], "bash") + [""]

@@ -213,6 +213,8 @@ def compare_section(store: Store, root, experiment: str, storage: str | None) ->
         if "best_params" in mrun.data.tags:
             sec.best_params[arch] = json.loads(mrun.data.tags["best_params"])
         finals = _final_runs(store, mrun, seeds, arch, sec.missing)
+        if mrun.info.status != "FINISHED":
+            sec.missing.append(f"{arch}: its model run is {mrun.info.status}" + _failure(store, mrun))
         rows += [_metric_row(r, group=arch, model=arch) for r in finals]
         sec.groups.append(arch)
     sec.runs = pd.DataFrame(rows)
@@ -276,6 +278,14 @@ def tune_section(store: Store, root, experiment: str, storage: str | None) -> Se
     return sec
 
 
+def _failure(store: Store, run) -> str:
+    """Why a run or its newest failed child failed, from the ``lmbench.failure`` tags."""
+    for r in [run, *store.kids(run)]:
+        if "lmbench.failure" in r.data.tags:
+            return f" ({r.data.tags['lmbench.failure'][:300]})"
+    return ""
+
+
 def _final_runs(store: Store, parent, seeds: int | None, label: str, missing: list[str]) -> list:
     """Finished seed runs under ``parent`` (one per seed, the latest); notes the ones not finished."""
     by_seed: dict[str, Any] = {}
@@ -323,6 +333,8 @@ def _int(text: Any) -> int | None:
 
 
 def _fill_common(store: Store, sec: Section, experiment: str) -> None:
+    if sec.root.info.status != "FINISHED":
+        sec.missing.insert(0, f"the {sec.kind} command's root run is {sec.root.info.status}: results are partial")
     frames = [store.history(r).assign(group=g, seed=s)
               for r, g, s in zip(sec.runs.get("run_id", []), sec.runs.get("group", []), sec.runs.get("seed", []),
                                  strict=True)]
