@@ -55,10 +55,10 @@ def serve(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = 
         raise UserError("--tracking-uri", f"no MLflow store at {uri} (run lmbench here first, or pass --tracking-uri)")
     if not 0 < port < 65536:
         raise UserError("--port", f"must be in 1..65535, got {port}")
-    check_port(host, port)
     if host not in LOOPBACK:
         echo(f"warning: --host {host} makes every run readable (and writable) by anyone who can reach this "
              "machine; MLflow has no authentication here")
+    check_port(host, port)
     shown = f"[{host}]" if ":" in host else host
     proc = subprocess.Popen(server_command(uri, host, port), start_new_session=True)
     echo(f"MLflow UI: http://{shown}:{port}  (store {uri}); Ctrl-C stops it")
