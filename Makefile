@@ -31,8 +31,8 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
-ui: setup  ## browse runs in the MLflow UI, bound to loopback
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+ui: setup  ## browse runs in the MLflow UI, bound to loopback (lmbench ui --help for --port/--host)
+	$(BIN)/lmbench ui
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
