@@ -336,7 +336,7 @@ TINY = ["--quick", "--quiet", "--trials", "1", "--set", "train.budget={steps: 8}
 @pytest.fixture(scope="module")
 def broken(tmp_path_factory):
     """`part`: rnn finished, every gpt trial failed (heads do not divide the width), so the compare
-    failed half-way; `none`: only gpt, so nothing finished at all."""
+    failed half-way; `none`: only gpt, so nothing finished at all; `tun`: a finished tune of rnn."""
     work = tmp_path_factory.mktemp("broken")
     mp = pytest.MonkeyPatch()
     mp.chdir(work)
@@ -344,8 +344,10 @@ def broken(tmp_path_factory):
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     part = cli("compare", "--models", "rnn,gpt", "--seeds", "2", "--set", "name=part", *TINY, *BROKEN_GPT)
     none = cli("compare", "--models", "gpt", "--seeds", "1", "--set", "name=none", *TINY, *BROKEN_GPT)
+    tune = cli("tune", "--model", "rnn", "--set", "name=tun", *TINY, "--trials", "2")
     mp.undo()
     assert part.exit_code == 2 and none.exit_code == 2, part.output + none.output
+    assert tune.exit_code == 0, tune.output
     return work
 
 
@@ -361,6 +363,19 @@ def test_a_partly_finished_experiment_renders_what_exists(broken, monkeypatch):
     assert "gpt: its model run is FAILED" in missing
     assert "not enough trials" in text  # rnn: one trial; gpt: none complete
     assert "must divide d_model" in text  # the failed trial's reason, in the trials table
+
+
+def test_a_tune_report_shows_the_search(broken, monkeypatch):
+    monkeypatch.chdir(broken)
+    r = cli("report", "tun")
+    assert r.exit_code == 0, r.output
+    text, doc = page(broken, "tun")
+    (trials,) = [t for t in doc.tables if "trials" in t["class"].split()]
+    assert len(trials["rows"]) == 2
+    values = [float(row[2]["v"]) for row in trials["rows"] if row[1]["text"] == "COMPLETE"]
+    answer = [p for p in doc.texts["p"] if p.startswith("Best validation loss")]
+    assert values and answer and "of 2" in answer[0]
+    assert len(doc.images) == 1  # the search figure
 
 
 def test_bad_input_is_one_line_and_exit_2(broken, monkeypatch, tmp_path):

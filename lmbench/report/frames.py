@@ -168,10 +168,10 @@ def open_store(experiment: str, tracking_uri: str | None = None) -> tuple[Store,
         raise UserError("EXPERIMENT", f"no experiment {experiment!r} in {uri} (known: {listed})")
     store = Store(client, exp.experiment_id)
     if not any(r.info.status == "FINISHED" for r in store.runs):
-        raise UserError("EXPERIMENT", f"experiment {experiment!r} has no finished runs yet")
+        raise UserError(f"experiment {experiment!r}", "has no finished runs yet")
     if not any(r.data.tags.get("lmbench.kind") in ROOT_KINDS for r in store.runs):
-        raise UserError("EXPERIMENT", f"experiment {experiment!r} has only single training runs; a report needs "
-                        "lmbench compare, ablate or tune")
+        raise UserError(f"experiment {experiment!r}", "has only single training runs; a report needs lmbench "
+                        "compare, ablate or tune")
     return store, uri
 
 
@@ -374,8 +374,9 @@ def facts(store: Store, sec: Section) -> dict[str, str]:
         if p.get("data.source") == "synthetic":
             data.append(f"{int(p.get('data.size', 0)):,} generated tokens (seed {p.get('data.seed', '?')})")
         out["data"] = ", ".join(data) + _split_sizes(store, first_id)
-        out["budget"] = _budget(p, root)
-    ids = set(sec.runs.get("run_id", []))
+        out["budget"] = _budget(p, root, sec.kind)
+    # the machines of the final runs, or of the trials when there are none (tune)
+    ids = set(sec.runs.get("run_id", [])) or {r.info.run_id for c in [root, *store.kids(root)] for r in store.kids(c)}
     devices = sorted({f"{r.data.tags.get('device.name', r.data.tags.get('device', '?'))} on "
                       f"{r.data.tags.get('host', '?')} ({r.data.tags.get('precision', '?')})"
                       for r in store.runs if r.info.run_id in ids})
@@ -410,12 +411,14 @@ def _split_sizes(store: Store, run_id: str | None) -> str:
     return f"; tokens: {', '.join(sizes)}" if sizes else ""
 
 
-def _budget(p: dict[str, str], root) -> str:
+def _budget(p: dict[str, str], root, kind: str) -> str:
     def amount(prefix: str) -> str:
         parts = [f"{p[f'{prefix}.{k}']} {k}" for k in ("steps", "tokens", "seconds") if p.get(f"{prefix}.{k}", "None") != "None"]
         return " / ".join(parts)
 
     final = amount("train.budget")
+    if kind == "tune":  # only trials: each trained with the search budget (or train.budget)
+        return f"{p.get('search.trials', '?')} trials of {amount('search.budget') or final}"
     trial = amount("search.budget") or (f"{final} (= the final budget)" if final else "")
     rp = root.data.params
     parts = [f"final runs {final}" if final else ""]
