@@ -24,7 +24,7 @@ from PIL import Image
 from report_data import ABLATE, COMPARE, MODELS, SEEDS, cli, shared_experiments
 from scipy import stats as sps
 
-from lmbench.report.frames import study_view
+from lmbench.report.studies import study_view
 from lmbench.search import default_storage_path
 from lmbench.stats import format_mean_ci, format_p
 from lmbench.tracking import resolve_uri

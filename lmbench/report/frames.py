@@ -4,7 +4,8 @@ A report is built only from the stores (never from a command's memory), so anyon
 to the tracking store and the studies can rebuild it at any time. One :class:`Section` per root
 run (the latest ``compare``, ``ablate`` and ``tune`` root of the experiment); each holds the
 finished final (seed) runs, their summary table from :mod:`lmbench.stats`, the per-step curves,
-the Optuna studies and a list of what is missing, so a partly finished experiment still renders.
+the Optuna studies (:mod:`.studies`) and a list of what is missing, so a partly finished
+experiment still renders.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import math
 import os
 import tempfile
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from lmbench.errors import SpecError, UserError
+from lmbench.errors import UserError
+from lmbench.report.studies import StudyView, find_storage, load_studies
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +37,6 @@ METRICS = ["test_loss", "test_ppl", "test_accuracy", "test_bleu", "test_excess",
 HISTORY = ("val_loss", "train_loss", "tokens_seen")
 SAMPLES_ARTIFACT = "samples/samples.json"
 MAX_SAMPLES = 3
-
-
-@dataclass
-class StudyView:
-    """One Optuna study: its trials as a frame, parameter importances, or why they are absent."""
-
-    model: str
-    name: str
-    trials: pd.DataFrame = field(default_factory=pd.DataFrame)
-    importances: dict[str, float] = field(default_factory=dict)
-    note: str = ""  # why importances (or the whole study) are not shown
 
 
 @dataclass
@@ -221,8 +211,8 @@ def compare_section(store: Store, root, experiment: str, storage: str | None) ->
     if not sec.runs.empty:
         sec.table = compare_table(sec.runs.drop(columns=["group", "run_id"]), metric="test_loss")
     _fill_common(store, sec, experiment)
-    sec.studies = load_studies(store, sec, experiment, list(model_runs), storage,
-                               {a: r.data.tags.get("optuna.study") for a, r in model_runs.items()})
+    sec.studies = _studies(store, sec, experiment, storage, list(model_runs),
+                           {a: r.data.tags.get("optuna.study") for a, r in model_runs.items()})
     return sec
 
 
@@ -274,7 +264,7 @@ def tune_section(store: Store, root, experiment: str, storage: str | None) -> Se
     if "best_params" in root.data.tags:
         sec.best_params[arch] = json.loads(root.data.tags["best_params"])
     _fill_common(store, sec, experiment)
-    sec.studies = load_studies(store, sec, experiment, [arch], storage, {})
+    sec.studies = _studies(store, sec, experiment, storage, [arch], {})
     return sec
 
 
@@ -439,76 +429,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-# -- Optuna ----------------------------------------------------------------------------------
-
-
-def find_storage(store: Store, sec: Section, experiment: str, storage: str | None):
-    """The Optuna storage of a section: --storage, else the runs' search.storage, else studies/."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    from lmbench.search import default_storage_path, open_storage
-
-    if storage:
-        return open_storage(storage, experiment)  # a bad --storage is the user's to fix: exit 2
+def _studies(store: Store, sec: Section, experiment: str, storage: str | None, models: list[str],
+             names: dict[str, str | None]) -> list[StudyView]:
     sample = _any_trial(store, sec.root)
-    url = sample.data.params.get("search.storage", "None") if sample else "None"
-    if url != "None":
-        try:
-            return open_storage(url, experiment)
-        except SpecError as e:
-            sec.missing.append(f"Optuna storage {url}: {e.reason}")
-            return None
-    path = default_storage_path(experiment)
-    if not path.is_file():
-        sec.missing.append(f"Optuna studies: {path} not found (run the report where the experiment ran, or "
-                           "pass --storage)")
-        return None
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-
-
-def load_studies(store: Store, sec: Section, experiment: str, models: list[str], storage: str | None,
-                 names: dict[str, str | None]) -> list[StudyView]:
-    """Each model's study: Optuna's trials_dataframe and parameter importances."""
-    import optuna
-
-    from lmbench.search import study_name
-
-    st = find_storage(store, sec, experiment, storage)
-    if st is None:
-        return []
-    out = []
-    for arch in models:
-        name = names.get(arch) or study_name(experiment, arch)
-        try:
-            study = optuna.load_study(study_name=name, storage=st)
-        except KeyError:
-            out.append(StudyView(arch, name, note="study not found in the Optuna storage"))
-            continue
-        out.append(study_view(arch, study))
-    return out
-
-
-def study_view(arch: str, study) -> StudyView:
-    """Trials as a frame (durations in seconds) and PED-ANOVA importances (Optuna's default evaluator)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    trials = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
-    if "duration" in trials:
-        trials["duration"] = trials["duration"].dt.total_seconds()
-    view = StudyView(arch, study.study_name, trials)
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and math.isfinite(t.value)]
-    if len(complete) < 2:
-        view.note = f"not enough trials for parameter importances ({len(complete)} complete)"
-        return view
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PED-ANOVA warns about small samples; the note says so
-            view.importances = dict(optuna.importance.get_param_importances(study))
-    except (ValueError, RuntimeError, ZeroDivisionError) as e:  # the report must still render
-        view.note = f"parameter importances unavailable: {e}"
-    if view.importances and len(complete) < 10:
-        view.note = f"importances from only {len(complete)} complete trials: a rough guide"
-    return view
+    st = find_storage(experiment, storage, sample.data.params.get("search.storage") if sample else None, sec.missing)
+    return load_studies(st, experiment, models, names)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from lmbench.report.frames import Section, StudyView
+from lmbench.report.frames import Section
+from lmbench.report.studies import StudyView
 from lmbench.stats import CONFIDENCE, format_mean_ci, format_number, format_p
 
 ALPHA = 1 - CONFIDENCE
