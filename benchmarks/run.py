@@ -36,6 +36,7 @@ BENCHMARKS = {  # name -> script, in the order they run
     "nanogpt_reference": "bench_reference.py",
     "cli_startup": "bench_cli.py",
     "workers_scaling": "bench_workers.py",
+    "distributed_scaling": "bench_distributed.py",
     "search_efficiency": "bench_search.py",
     "default_compare": "bench_compare.py",
     "generation": "bench_generate.py",

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,12 +269,21 @@ def open_storage(url: str | None, experiment: str, live=None):
         quiet_optuna_warnings()
         heartbeat = {"heartbeat_interval": live.interval, "grace_period": live.grace,
                      "heartbeat_stale_trial_callback": live.on_dead}
-    try:
-        # pre-ping: a pooled connection that died with a PostgreSQL restart is replaced, not used
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
-    except Exception as e:  # sqlalchemy raises many kinds; the user needs the URL and the reason
-        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise SpecError("--storage", f"cannot open Optuna storage {url!r}: {reason}") from None
+    import sqlalchemy.exc
+
+    attempts = 5
+    for attempt in range(attempts):
+        try:
+            # pre-ping: a pooled connection that died with a PostgreSQL restart is replaced, not used
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+        except Exception as e:  # sqlalchemy raises many kinds; the user needs the URL and the reason
+            racing = isinstance(e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError))
+            if racing and attempt < attempts - 1:  # workers creating a new database's tables at once
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise SpecError("--storage", f"cannot open Optuna storage {url!r}: {reason}") from None
+    raise AssertionError("unreachable")
 
 
 def study_name(experiment: str, arch: str) -> str:
@@ -417,7 +427,7 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
 
     tracker = Tracker(spec.experiment_name, spec.tracking.tracking_uri)
     tags = {"lmbench.kind": "trial", "stage": "search", "lmbench.model": arch, "optuna.study": study.study_name,
-            "optuna.trial_number": str(trial.number)}
+            "optuna.trial_number": str(trial.number), "lmbench.worker_pid": str(os.getpid())}
     history = retry_history(trial)
     resume = live.resume_point(study.study_name, trial) if history else None
     if history:
@@ -430,6 +440,7 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
         with_retries(lambda: tell(study, trial, state=TrialState.PRUNED), "telling the study")
         return "PRUNED"
     except (KeyboardInterrupt, Terminated):  # the run checkpointed and ended KILLED
+        _set_state_tag(tracker, "FAIL")
         _tell_interrupted(study, trial, live)
         raise
     except Exception as e:  # NaN loss, out of memory, ...: this trial fails, the study goes on

@@ -75,6 +75,9 @@ def environment_tags() -> dict[str, str]:
     }
 
 
+_EXPERIMENT_IDS: dict[tuple[str, str], str] = {}  # (tracking URI, experiment name) -> id
+
+
 class Tracker:
     """An MLflow experiment plus the run currently being written."""
 
@@ -83,6 +86,8 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri = resolve_uri(tracking_uri)
+        # MLflow prints run URLs on stdout at every run end (and asks the server for them): not ours to print
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         self.experiment_id = self._experiment(experiment)
@@ -95,6 +100,12 @@ class Tracker:
         self._inflight: Future | None = None
 
     def _experiment(self, name: str) -> str:
+        key = (self.uri, name)
+        if key not in _EXPERIMENT_IDS:  # one lookup per process, not one per trial
+            _EXPERIMENT_IDS[key] = self._find_or_create_experiment(name)
+        return _EXPERIMENT_IDS[key]
+
+    def _find_or_create_experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id

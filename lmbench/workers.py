@@ -98,7 +98,8 @@ def publish(spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> None:
     # the URI as this process resolves it ($MLFLOW_TRACKING_URI too): the runs must meet in one store
     raw["tracking"]["tracking_uri"] = resolve_uri(spec.tracking.tracking_uri)
     study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
-    for key, value in ((SPEC_ATTR, raw), (PARENT_ATTR, parent_run_id), (ARCH_ATTR, arch)):
+    for key, value in ((PARENT_ATTR, parent_run_id), (ARCH_ATTR, arch), (SPEC_ATTR, raw)):  # the spec last:
+        # it marks the study as published
         study.set_user_attr(key, value)
 
 
@@ -321,11 +322,18 @@ def join(experiment: str, storage_url: str | None, *, tracking_uri: str | None =
     later). ``spec_raw`` replaces the stored spec (e.g. a data path that differs on this machine),
     ``overrides`` are ``--set`` values applied on top of it. Returns the processes' exit codes (a single process runs here, in this process).
     """
-    from lmbench.search import open_storage
+    from lmbench.search import default_storage_path, open_storage
 
-    storage = open_storage(storage_url, experiment)  # an unusable URL is the user's to fix, at once
+    if storage_url is not None:
+        open_storage(storage_url, experiment)  # an unusable URL is the user's to fix, at once
+
+    def found() -> bool:  # (a journal file is not created just to look into it)
+        if storage_url is None and not default_storage_path(experiment).is_file():
+            return False
+        return bool(published(open_storage(storage_url, experiment), experiment))
+
     deadline = time.monotonic() + wait_s
-    while not published(storage, experiment):
+    while not found():
         if time.monotonic() > deadline:
             raise UserError("--experiment", f"no studies of experiment {experiment!r} in "
                             f"{storage_url or 'studies/'} after {wait_s:.0f} s (start its compare or tune first)")

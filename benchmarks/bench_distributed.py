@@ -1,0 +1,145 @@
+"""distributed_scaling: 2 vs 1 local workers on PostgreSQL storage, and the storage round-trips' share.
+
+One study per run on a fresh PostgreSQL database (127.0.0.1:5432, user postgres; created and
+dropped here): gru small, random sampler, no pruning, a fixed token budget per trial - the same
+trials as ``workers_scaling``. Once with one worker (in this process, all cores), once with two
+spawned workers (cores split).
+
+* trials per hour: trials / seconds from the first trial's start to the last trial's end (the
+  steady state of a long study: process start-up is paid once per worker, not per trial); the
+  wall time of the whole command, start-up included, is reported beside it.
+* storage overhead: in the one-worker run every call that waits on the Optuna storage on the
+  trial's critical path is timed (ask with its lock and recovery scan, suggest, report, should
+  prune, tell, the first heartbeat); their sum per trial as a share of the trial's time.
+  (Heartbeats after the first run in a background thread, off the critical path.)
+Targets: ratio >= 1.7, storage overhead < 2% of a quick trial.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import common
+
+TARGET_RATIO, TARGET_OVERHEAD = 1.7, 0.02
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def spec(name: str, workers: int, trials: int, tokens: int, storage: str):
+    from lmbench.spec import build_spec
+
+    return build_spec({}, [f"name={name}", "model.arch=gru", "model.preset=small", "train.device=cpu",
+                           "search.budget=null", f"train.budget={{tokens: {tokens}}}", "train.batch_size=32",
+                           "data.seq_len=32", "train.eval_interval=20", "train.eval_tokens=4000",
+                           "search.sampler=random", "search.pruner=none", f"search.trials={trials}",
+                           f"search.workers={workers}", f"search.storage={storage}"])
+
+
+class StorageTimer:
+    """Times every storage call on the trial's critical path (by wrapping the functions)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.calls = 0
+
+    def wrap(self, owner, name: str) -> None:
+        inner = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+                self.calls += 1
+
+        setattr(owner, name, timed)
+
+    def install(self) -> None:
+        import optuna
+
+        from lmbench import liveness, search
+
+        for name in ("next_trial", "suggest", "tell"):
+            self.wrap(search, name)
+        for name in ("report", "should_prune"):
+            self.wrap(optuna.trial.Trial, name)
+        self.wrap(liveness.Heartbeat, "__enter__")  # the first beat is inline; the others are in a thread
+
+
+def trial_window(storage_url: str, name: str) -> tuple[int, float, float]:
+    """(trials, seconds from first start to last completion, mean seconds per trial)."""
+    import optuna
+
+    from lmbench.search import open_storage, study_name
+
+    trials = optuna.load_study(study_name=study_name(name, "gru"),
+                               storage=open_storage(storage_url, name)).get_trials(deepcopy=False)
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    first = min(t.datetime_start for t in done)
+    last = max(t.datetime_complete for t in done)
+    mean = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in done) / len(done)
+    return len(done), (last - first).total_seconds(), mean
+
+
+def database():
+    """A fresh database on the local PostgreSQL: (url, drop function), or None if unreachable."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(f"{PG}/postgres", autocommit=True, connect_timeout=3)
+    except Exception as e:  # noqa: BLE001
+        common.say(f"PostgreSQL not reachable at {PG}: {e}")
+        return None
+    name = f"lmbench_bench_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE DATABASE {name}")
+
+    def drop() -> None:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+    return f"{PG}/{name}", drop
+
+
+def main() -> None:
+    args = common.parse_args(__doc__)
+    common.setup(args)
+    trials, tokens = (4, 10_000) if args.smoke else (12, 60_000)
+    db = database()
+    if db is None:
+        common.emit(common.result("distributed_scaling", value=None, unit="x trials/hour",
+                                  target=f">= {TARGET_RATIO}; storage < 2%", passed=None,
+                                  summary="not measured: no PostgreSQL on 127.0.0.1:5432", details={}, smoke=args.smoke))
+        return
+    url, drop = db
+    from lmbench.experiments import tune
+
+    try:
+        timer = StorageTimer()
+        timer.install()  # only this process (the one-worker run); spawned workers are not wrapped
+        wall = {1: common.timed(lambda: tune(spec("one", 1, trials, tokens, url), "gru", quiet=True))}
+        storage_s, storage_calls = timer.seconds, timer.calls
+        wall[2] = common.timed(lambda: tune(spec("two", 2, trials, tokens, url), "gru", quiet=True))
+        (n1, span1, mean1), (n2, span2, mean2) = trial_window(url, "one"), trial_window(url, "two")
+    finally:
+        drop()
+    ratio = (n2 / span2) / (n1 / span1)
+    overhead = storage_s / n1 / mean1
+    ok = ratio >= TARGET_RATIO and overhead < TARGET_OVERHEAD
+    common.emit(common.result(
+        "distributed_scaling", value=ratio, unit="x trials/hour", target=f">= {TARGET_RATIO}; storage < 2%",
+        passed=None if args.smoke else ok,
+        summary=(f"PostgreSQL, {trials} trials of {mean1:.1f} s: 2 workers {3600 * n2 / span2:.0f} vs 1 worker "
+                 f"{3600 * n1 / span1:.0f} trials/h -> {ratio:.2f}x (wall incl. start-up {wall[1]:.0f} s vs "
+                 f"{wall[2]:.0f} s -> {wall[1] / wall[2]:.2f}x); storage round-trips {1000 * storage_s / n1:.0f} "
+                 f"ms/trial = {100 * overhead:.2f}% of a trial"),
+        details={"trials": trials, "tokens_per_trial": tokens, "steady_ratio": ratio, "wall_ratio": wall[1] / wall[2],
+                 "wall_s": wall, "span_s": {1: span1, 2: span2}, "mean_trial_s": {1: mean1, 2: mean2},
+                 "storage_s_per_trial": storage_s / n1, "storage_calls_per_trial": storage_calls / n1,
+                 "storage_overhead": overhead}, smoke=args.smoke,
+    ))
+
+
+if __name__ == "__main__":
+    main()
