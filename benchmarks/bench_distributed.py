@@ -8,6 +8,8 @@ spawned workers (cores split).
 * trials per hour: trials / seconds from the first trial's start to the last trial's end (the
   steady state of a long study: process start-up is paid once per worker, not per trial); the
   wall time of the whole command, start-up included, is reported beside it.
+* diagnosis: a third run with one worker on one thread (what each of two workers gets), to
+  separate the workers' scaling (ideal: 2x it) from how well one worker already uses both cores.
 * storage overhead: in the one-worker run every call that waits on the Optuna storage on the
   trial's critical path is timed (ask with its lock and recovery scan, suggest, report, should
   prune, tell, the first heartbeat); their sum per trial as a share of the trial's time.
@@ -42,6 +44,7 @@ class StorageTimer:
     def __init__(self):
         self.seconds = 0.0
         self.calls = 0
+        self.by_name: dict[str, float] = {}
 
     def wrap(self, owner, name: str) -> None:
         inner = getattr(owner, name)
@@ -51,8 +54,10 @@ class StorageTimer:
             try:
                 return inner(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                self.seconds += dt
                 self.calls += 1
+                self.by_name[name] = self.by_name.get(name, 0.0) + dt
 
         setattr(owner, name, timed)
 
@@ -102,6 +107,49 @@ def database():
     return f"{PG}/{name}", drop
 
 
+def measure(storage_url: str | None, trials: int, tokens: int) -> dict:
+    """One-worker run (timed storage calls), then a two-worker run, on fresh studies of one storage."""
+    import torch
+
+    from lmbench.data import prepare_data
+    from lmbench.experiments import tune
+    from lmbench.tracking import Tracker
+
+    one, two = spec("one", 1, trials, tokens, storage_url), spec("two", 2, trials, tokens, storage_url)
+    prepare_data(one.data)  # warm-up: the token cache and the MLflow store exist before either run
+    Tracker("one", one.tracking.tracking_uri)
+    timer = StorageTimer()
+    timer.install()  # only this process (the one-worker run); spawned workers are not wrapped
+    wall = {1: common.timed(lambda: tune(one, "gru", quiet=True))}
+    storage_s, storage_calls = timer.seconds, timer.calls
+    wall[2] = common.timed(lambda: tune(two, "gru", quiet=True))
+    # diagnosis: one worker with one thread, i.e. what each of the two workers has
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tune(spec("single", 1, trials, tokens, storage_url), "gru", quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    (n1, span1, mean1), (n2, span2, mean2) = trial_window(storage_url, "one"), trial_window(storage_url, "two")
+    ns, spans, means = trial_window(storage_url, "single")
+    return {"trials": trials, "tokens_per_trial": tokens, "steady_ratio": (n2 / span2) / (n1 / span1),
+            "ratio_vs_one_thread_worker": (n2 / span2) / (ns / spans), "mean_trial_s_one_thread": means,
+            "storage_s_by_call": {k: v / n1 for k, v in timer.by_name.items()},
+            "wall_ratio": wall[1] / wall[2], "wall_s": wall, "span_s": {1: span1, 2: span2},
+            "trials_per_hour": {1: 3600 * n1 / span1, 2: 3600 * n2 / span2}, "mean_trial_s": {1: mean1, 2: mean2},
+            "storage_s_per_trial": storage_s / n1, "storage_calls_per_trial": storage_calls / n1,
+            "storage_overhead": storage_s / n1 / mean1}
+
+
+def describe(d: dict, where: str) -> str:
+    tph = d["trials_per_hour"]
+    return (f"{where}, {d['trials']} trials of {d['mean_trial_s'][1]:.1f} s: 2 workers {tph[2]:.0f} vs 1 worker "
+            f"{tph[1]:.0f} trials/h -> {d['steady_ratio']:.2f}x (wall incl. start-up {d['wall_s'][1]:.0f} s vs "
+            f"{d['wall_s'][2]:.0f} s -> {d['wall_ratio']:.2f}x; 1 worker with 1 thread: {d['mean_trial_s_one_thread']:.1f} s "
+            f"per trial, 2 workers = {d['ratio_vs_one_thread_worker']:.2f}x it); storage round-trips "
+            f"{1000 * d['storage_s_per_trial']:.0f} ms/trial = {100 * d['storage_overhead']:.2f}% of a trial")
+
+
 def main() -> None:
     args = common.parse_args(__doc__)
     common.setup(args)
@@ -113,32 +161,15 @@ def main() -> None:
                                   summary="not measured: no PostgreSQL on 127.0.0.1:5432", details={}, smoke=args.smoke))
         return
     url, drop = db
-    from lmbench.experiments import tune
-
     try:
-        timer = StorageTimer()
-        timer.install()  # only this process (the one-worker run); spawned workers are not wrapped
-        wall = {1: common.timed(lambda: tune(spec("one", 1, trials, tokens, url), "gru", quiet=True))}
-        storage_s, storage_calls = timer.seconds, timer.calls
-        wall[2] = common.timed(lambda: tune(spec("two", 2, trials, tokens, url), "gru", quiet=True))
-        (n1, span1, mean1), (n2, span2, mean2) = trial_window(url, "one"), trial_window(url, "two")
+        d = measure(url, trials, tokens)
     finally:
         drop()
-    ratio = (n2 / span2) / (n1 / span1)
-    overhead = storage_s / n1 / mean1
-    ok = ratio >= TARGET_RATIO and overhead < TARGET_OVERHEAD
+    ok = d["steady_ratio"] >= TARGET_RATIO and d["storage_overhead"] < TARGET_OVERHEAD
     common.emit(common.result(
-        "distributed_scaling", value=ratio, unit="x trials/hour", target=f">= {TARGET_RATIO}; storage < 2%",
-        passed=None if args.smoke else ok,
-        summary=(f"PostgreSQL, {trials} trials of {mean1:.1f} s: 2 workers {3600 * n2 / span2:.0f} vs 1 worker "
-                 f"{3600 * n1 / span1:.0f} trials/h -> {ratio:.2f}x (wall incl. start-up {wall[1]:.0f} s vs "
-                 f"{wall[2]:.0f} s -> {wall[1] / wall[2]:.2f}x); storage round-trips {1000 * storage_s / n1:.0f} "
-                 f"ms/trial = {100 * overhead:.2f}% of a trial"),
-        details={"trials": trials, "tokens_per_trial": tokens, "steady_ratio": ratio, "wall_ratio": wall[1] / wall[2],
-                 "wall_s": wall, "span_s": {1: span1, 2: span2}, "mean_trial_s": {1: mean1, 2: mean2},
-                 "storage_s_per_trial": storage_s / n1, "storage_calls_per_trial": storage_calls / n1,
-                 "storage_overhead": overhead}, smoke=args.smoke,
-    ))
+        "distributed_scaling", value=d["steady_ratio"], unit="x trials/hour",
+        target=f">= {TARGET_RATIO}; storage < 2%", passed=None if args.smoke else ok,
+        summary=describe(d, "PostgreSQL"), details=d, smoke=args.smoke))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -32,6 +33,7 @@ from pathlib import Path
 from lmbench.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
+_LAST_SCAN: dict[str, float] = {}  # study name -> when this process last looked for dead trials
 RETRY_HISTORY = "retry_history"  # system attr Optuna's retry callback keeps: numbers of the failed attempts
 
 
@@ -75,11 +77,16 @@ class Liveness:
         """Fail the study's dead trials, end their runs KILLED and enqueue their retries.
 
         Callers hold the study lock (:func:`lmbench.search.study_lock`), so two recoverers never
-        handle the same trial.
+        handle the same trial. A process looks at most once per heartbeat interval: nothing can
+        go stale faster than heartbeats are recorded.
         """
         import optuna
         from optuna.trial import TrialState
 
+        now = time.monotonic()
+        if now - _LAST_SCAN.get(study.study_name, -math.inf) < self.interval:
+            return
+        _LAST_SCAN[study.study_name] = now
         quiet_optuna_warnings()
         if self.leases is None:
             optuna.storages.fail_stale_trials(study)  # calls on_dead for each trial it failed
@@ -189,7 +196,8 @@ class Liveness:
 
 
 class Heartbeat:
-    """Context manager: a thread records the trial's heartbeat every ``interval`` seconds.
+    """Context manager: a thread records the trial's heartbeat every ``interval`` seconds (the
+    first beat was recorded by :func:`lmbench.search.next_trial`, under the study lock).
 
     A missed beat (storage briefly unreachable) is logged and retried at the next interval: the
     grace period is several intervals long.
@@ -208,7 +216,6 @@ class Heartbeat:
                 log.warning("heartbeat of trial %d failed (will retry): %s", self.trial.number, e)
 
     def __enter__(self) -> Heartbeat:
-        self.live.beat(self.storage, self.study, self.trial)
         self._thread.start()
         return self
 
