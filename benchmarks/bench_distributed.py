@@ -1,8 +1,9 @@
 """distributed_scaling: 2 vs 1 local workers on PostgreSQL storage, and the storage round-trips' share.
 
 One study per run on a fresh PostgreSQL database (127.0.0.1:5432, user postgres; created and
-dropped here): gru small, random sampler, no pruning, a fixed token budget per trial - the same
-trials as ``workers_scaling``. Once with one worker (in this process, all cores), once with two
+dropped here): gru (2 layers of 256, every trial the same size), random sampler over lr, weight
+decay and dropout, no pruning, a fixed token budget per trial - the same trials as
+``workers_scaling``. Once with one worker (in this process, all cores), once with two
 spawned workers (cores split).
 
 * trials per hour: trials / seconds from the first trial's start to the last trial's end (the
@@ -19,6 +20,7 @@ Targets: ratio >= 1.7, storage overhead < 2% of a quick trial.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -35,7 +37,11 @@ def spec(name: str, workers: int, trials: int, tokens: int, storage: str):
                            "search.budget=null", f"train.budget={{tokens: {tokens}}}", "train.batch_size=32",
                            "data.seq_len=32", "train.eval_interval=20", "train.eval_tokens=4000",
                            "search.sampler=random", "search.pruner=none", f"search.trials={trials}",
-                           f"search.workers={workers}", f"search.storage={storage}"])
+                           f"search.workers={workers}", f"search.storage={json.dumps(storage)}",
+                           # every trial the same size (lr, weight decay, dropout still searched), so the
+                           # runs compare like with like whichever trials a worker happens to get
+                           "search.space.gru.d_model={categorical: [256]}", "search.space.gru.d_embed={categorical: [128]}",
+                           "search.space.gru.n_layers={categorical: [2]}", "search.space.gru.tie_weights={categorical: [false]}"])
 
 
 class StorageTimer:
@@ -88,6 +94,21 @@ def trial_window(storage_url: str, name: str) -> tuple[int, float, float]:
     return len(done), (last - first).total_seconds(), mean
 
 
+def steady_rate(name: str) -> float:
+    """Trials per hour once every worker is warm: per worker (the trial runs' worker_pid tag),
+    trials after its first one / time from the end of its first to the end of its last; summed."""
+    from mlflow import MlflowClient
+
+    from lmbench.tracking import resolve_uri
+
+    client = MlflowClient(resolve_uri(None))
+    exp = client.get_experiment_by_name(name)
+    ends: dict[str, list[float]] = {}
+    for r in client.search_runs([exp.experiment_id], "tags.`lmbench.kind` = 'trial'", max_results=1000):
+        ends.setdefault(r.data.tags["lmbench.worker_pid"], []).append(r.info.end_time / 1000)
+    return sum(3600 * (len(e) - 1) / (max(e) - min(e)) for e in ends.values() if len(e) > 1)
+
+
 def database():
     """A fresh database on the local PostgreSQL: (url, drop function), or None if unreachable."""
     try:
@@ -132,7 +153,10 @@ def measure(storage_url: str | None, trials: int, tokens: int) -> dict:
         torch.set_num_threads(threads)
     (n1, span1, mean1), (n2, span2, mean2) = trial_window(storage_url, "one"), trial_window(storage_url, "two")
     ns, spans, means = trial_window(storage_url, "single")
+    warm = {1: steady_rate("one"), 2: steady_rate("two"), "1 thread": steady_rate("single")}
     return {"trials": trials, "tokens_per_trial": tokens, "steady_ratio": (n2 / span2) / (n1 / span1),
+            "warm_trials_per_hour": warm, "warm_ratio": warm[2] / warm[1],
+            "warm_ratio_vs_one_thread_worker": warm[2] / warm["1 thread"],
             "ratio_vs_one_thread_worker": (n2 / span2) / (ns / spans), "mean_trial_s_one_thread": means,
             "storage_s_by_call": {k: v / n1 for k, v in timer.by_name.items()},
             "wall_ratio": wall[1] / wall[2], "wall_s": wall, "span_s": {1: span1, 2: span2},
@@ -144,9 +168,10 @@ def measure(storage_url: str | None, trials: int, tokens: int) -> dict:
 def describe(d: dict, where: str) -> str:
     tph = d["trials_per_hour"]
     return (f"{where}, {d['trials']} trials of {d['mean_trial_s'][1]:.1f} s: 2 workers {tph[2]:.0f} vs 1 worker "
-            f"{tph[1]:.0f} trials/h -> {d['steady_ratio']:.2f}x (wall incl. start-up {d['wall_s'][1]:.0f} s vs "
+            f"{tph[1]:.0f} trials/h -> {d['steady_ratio']:.2f}x (warm workers: {d['warm_ratio']:.2f}x; wall incl. start-up {d['wall_s'][1]:.0f} s vs "
             f"{d['wall_s'][2]:.0f} s -> {d['wall_ratio']:.2f}x; 1 worker with 1 thread: {d['mean_trial_s_one_thread']:.1f} s "
-            f"per trial, 2 workers = {d['ratio_vs_one_thread_worker']:.2f}x it); storage round-trips "
+            f"per trial, 2 workers = {d['ratio_vs_one_thread_worker']:.2f}x it, warm "
+            f"{d['warm_ratio_vs_one_thread_worker']:.2f}x); storage round-trips "
             f"{1000 * d['storage_s_per_trial']:.0f} ms/trial = {100 * d['storage_overhead']:.2f}% of a trial")
 
 

@@ -1,7 +1,7 @@
 """workers_scaling: trials per hour with `--workers 2` vs `--workers 1` on this machine.
 
 The local default storage (a journal file in studies/) and the same trials as
-``distributed_scaling`` (gru small, random sampler, no pruning, fixed token budget per trial), run
+``distributed_scaling`` (gru of a fixed size, random sampler, no pruning, fixed token budget), run
 once with one worker (all cores) and once with two (cores split), each on a fresh study, after a
 warm-up that builds the token cache and the MLflow store. Trials per hour are measured from the
 first trial's start to the last trial's end (a long study's steady state: a worker process starts
