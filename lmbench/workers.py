@@ -110,7 +110,7 @@ def work(assignments: Callable[[], list[Assignment]], max_trials: int | None = N
     its retry must be run by someone.
     """
     from lmbench.liveness import Heartbeat
-    from lmbench.search import next_trial, run_trial
+    from lmbench.search import next_trial, run_trial, with_retries
 
     done = 0
     with _sigterm_raises():
@@ -126,7 +126,7 @@ def work(assignments: Callable[[], list[Assignment]], max_trials: int | None = N
                 log.info("%s trial %d: %s", a.study.study_name, trial.number, state)
                 break
             else:
-                if current and all(a.complete() for a in current):
+                if current and all(with_retries(a.complete, "reading the studies") for a in current):
                     break
                 time.sleep(POLL_SECONDS)
     return done
