@@ -361,10 +361,24 @@ def next_trial(study, storage, total: int, experiment: str, live=None):
                 return None
             trial = study.ask()  # pops a waiting retry before it creates a new trial
             if live is not None:
-                live.beat(storage, study, trial)  # alive from the start, before the lock is released
+                try:
+                    live.beat(storage, study, trial)  # alive from the start, before the lock is released
+                except Exception:
+                    _abandon(study, trial)
+                    raise
             return trial
 
     return with_retries(locked, "asking for a trial")
+
+
+def _abandon(study, trial) -> None:
+    """Best effort: a trial that never got its first heartbeat is failed and not counted, rather
+    than left RUNNING (Optuna's RDB heartbeat never judges a trial that has no heartbeat yet)."""
+    from optuna.trial import TrialState
+
+    with contextlib.suppress(Exception):
+        trial.set_user_attr("interrupted", True)
+        study.tell(trial, state=TrialState.FAIL)
 
 
 def with_retries(fn, what: str, attempts: int = 8):
