@@ -82,13 +82,11 @@ class Tracker:
     """An MLflow experiment plus the run currently being written."""
 
     def __init__(self, experiment: str, tracking_uri: str | None = None):
-        import mlflow
         from mlflow import MlflowClient
 
         self.uri = resolve_uri(tracking_uri)
         # MLflow prints run URLs on stdout at every run end (and asks the server for them): not ours to print
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         self.experiment_id = self._experiment(experiment)
         self.run_id: str | None = None

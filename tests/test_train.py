@@ -280,3 +280,17 @@ def test_sigterm_wrapped_in_another_error_still_ends_killed(store, monkeypatch):
     run = _latest(store)
     assert run.info.status == "KILLED"
     assert "lmbench.failure" not in run.data.tags
+
+
+def test_an_explicit_tracking_uri_does_not_become_the_default(store, monkeypatch):
+    """A Tracker on one store must not redirect later default lookups ($MLFLOW_TRACKING_URI stays).
+
+    mlflow.set_tracking_uri writes the environment variable, so a Tracker that called it sent
+    every later run of the process (tests, library users, benchmarks) to the first store.
+    """
+    from lmbench.tracking import Tracker, resolve_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    Tracker("explicit", store)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert resolve_uri(None).endswith(str(Path("mlflow.db").resolve()))
