@@ -52,7 +52,7 @@ def save_model_card(trainer, folder: Path) -> None:
     trainer.data.tokenizer.save(folder / "tokenizer")
 
 
-def log_run_artifacts(trainer, final: dict[str, float]) -> None:
+def log_run_artifacts(trainer, final: dict[str, float], curve_png: bool = True) -> None:
     """Log the run's artifacts to MLflow: spec.yaml, tokenizer/, checkpoint/, curve.png, stats."""
     from lmbench.spec import to_yaml
 
@@ -70,8 +70,9 @@ def log_run_artifacts(trainer, final: dict[str, float]) -> None:
         shutil.copy(best / checkpoint.WEIGHTS, ckpt / checkpoint.WEIGHTS)
         (ckpt / "model.json").write_text(json.dumps(model_card(trainer), indent=2))
         tracker.log_artifact(ckpt, "checkpoint")
-        plot_curve(trainer.loop.curve, out / "curve.png", f"{trainer.spec.model.arch} on {trainer.spec.data.source}")
-        tracker.log_artifact(out / "curve.png")
+        if curve_png:
+            plot_curve(trainer.loop.curve, out / "curve.png", f"{trainer.spec.model.arch} on {trainer.spec.data.source}")
+            tracker.log_artifact(out / "curve.png")
         stats = {"data": trainer.data.stats, "final": final, "stop_reason": trainer.loop.stop_reason}
         (out / "summary.json").write_text(json.dumps(stats, indent=2, default=str))
         tracker.log_artifact(out / "summary.json")

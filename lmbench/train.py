@@ -325,13 +325,16 @@ def _map_tensors(obj, fn):
 def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, resume_run_id: str | None = None,
           parent_run_id: str | None = None, run_name: str | None = None, tags: dict[str, str] | None = None,
           quiet: bool = False, workdir: Path = Path("."), on_eval: Hook | None = None,
-          on_step: Hook | None = None, data=None, final_splits: tuple[str, ...] = ("val", "test")) -> TrainResult:
+          on_step: Hook | None = None, data=None, final_splits: tuple[str, ...] = ("val", "test"),
+          curve_png: bool = True) -> TrainResult:
     """Train one model as the spec says, tracking it in ``tracker`` (an MLflow Tracker) if given.
 
     The data and model are built before any MLflow run exists, so bad data or a bad model config
     never leaves a run behind. ``resume`` is a checkpoint directory to continue from; with
     ``resume_run_id`` the same MLflow run is continued. ``final_splits``: what the final
     evaluation scores (tuning trials score only "val": their test loss must not be looked at).
+    ``curve_png=False`` skips the curve plot (tuning trials: the metric history has the curve, and
+    rendering it cost about as much CPU as a short trial's training).
     """
     from lmbench.data import prepare_data
 
@@ -355,7 +358,7 @@ def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, res
     from lmbench.artifacts import save_model_card
 
     save_model_card(tr, tr.ckpt_root)  # what `lmbench generate <checkpoint>` needs besides weights
-    return _run_tracked(tr, n_params, final_splits)
+    return _run_tracked(tr, n_params, final_splits, curve_png)
 
 
 def _open_run(tr: Trainer, n_params: dict[str, int], parent_run_id: str | None, run_name: str | None,
@@ -373,7 +376,8 @@ def _open_run(tr: Trainer, n_params: dict[str, int], parent_run_id: str | None, 
     return tr.tracker.start(name, params, run_tags, parent_run_id)
 
 
-def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str, ...]) -> TrainResult:
+def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str, ...],
+                 curve_png: bool = True) -> TrainResult:
     """Run the loop with truthful statuses: FINISHED, FAILED (exception) or KILLED (signal)."""
     from lmbench.artifacts import log_run_artifacts
     from lmbench.progress import TrainProgress
@@ -390,7 +394,7 @@ def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str,
                        "train_tokens_per_sec": tr.loop.tokens / max(tr.loop.elapsed, 1e-9)}
             tr.tracker.log_metrics({**final, **summary}, tr.loop.step, synchronous=True)
             tr.tracker.set_tags({"lmbench.stop_reason": tr.loop.stop_reason})
-            log_run_artifacts(tr, final)
+            log_run_artifacts(tr, final, curve_png)
         status = "FINISHED"
     except RunStopped as e:
         status = e.status

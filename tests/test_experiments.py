@@ -96,6 +96,12 @@ def test_compare_studies_and_mlflow_tree(compared, monkeypatch):
         # the final runs use the study's best parameters
         best = s.best_trial.params
         assert all(float(f.data.params["train.lr"]) == pytest.approx(best["lr"]) for f in finals)
+    # final runs carry a curve plot; trials do not (their metric history is the curve)
+    client = MlflowClient(resolve_uri(None))
+    arts = lambda r: {a.path for a in client.list_artifacts(r.info.run_id)}  # noqa: E731
+    assert "curve.png" in arts(kinds["final"][0])
+    done = [t for t in kinds["trial"] if t.info.status == "FINISHED"]
+    assert done and "curve.png" not in arts(done[0]) and "checkpoint" in arts(done[0])
 
 
 def test_compare_statistics_match_independent_computation(compared, monkeypatch):
