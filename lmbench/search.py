@@ -416,6 +416,17 @@ def trial_spec(spec: ExperimentSpec, arch: str, params: dict[str, Any]) -> Exper
     return sized(model_spec(spec, arch, params, [f"train.budget={json.dumps(budget.model_dump(exclude_none=True))}"]))
 
 
+def last_eval(spec: ExperimentSpec, step: int, tokens: int) -> bool:
+    """Whether the budget runs out before the next periodic evaluation (steps and tokens budgets;
+    a seconds budget cannot tell, so every evaluation of it may prune)."""
+    budget, interval = spec.train.budget, spec.train.eval_interval
+    if budget.kind == "steps":
+        return step + interval >= budget.amount
+    if budget.kind == "tokens":
+        return tokens + interval * tokens / max(step, 1) >= budget.amount
+    return False
+
+
 def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str | None, live) -> str:
     """Train one trial as a tracked run and tell Optuna how it ended; returns the Optuna state.
 
@@ -436,6 +447,8 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
 
     def on_eval(step: int, tokens: int, metrics: dict[str, float]) -> None:
         with_retries(lambda: trial.report(metrics["val_loss"], step), "reporting to the study")
+        if last_eval(tspec, step, tokens):
+            return  # pruning now would save nothing and throw away a nearly finished candidate
         if with_retries(trial.should_prune, "asking the pruner"):
             raise RunStopped("KILLED", {"optuna_state": "PRUNED"})
 

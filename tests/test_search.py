@@ -61,3 +61,17 @@ def test_grid_is_covered_exactly_once_across_reopenings():
 def test_hyperband_first_rung_is_the_first_evaluation():
     pruner = make_pruner(_spec(**{"train.eval_interval": "25"}))
     assert pruner._min_resource == 25
+
+
+@pytest.mark.parametrize(("budget", "step", "tokens", "last"), [
+    ("{steps: 100}", 50, 0, True),          # the next evaluation (step 100) is where the run ends
+    ("{steps: 101}", 50, 0, False),
+    ("{tokens: 200000}", 50, 204800, True),  # 4096 tokens a step: a 49-step trial evaluates once
+    ("{tokens: 500000}", 50, 204800, False),
+    ("{seconds: 10}", 50, 204800, False),    # a time budget cannot tell: pruning stays possible
+])
+def test_last_evaluation_of_a_trial_is_not_pruned(budget, step, tokens, last):
+    from lmbench.search import last_eval
+
+    spec = _spec(**{"train.budget": budget, "train.eval_interval": "50"})
+    assert last_eval(spec, step, tokens) is last
