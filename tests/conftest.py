@@ -42,3 +42,15 @@ def shakespeare(monkeypatch, tmp_path_factory) -> Path:
     if not dest.exists():
         shutil.copy(src, dest)
     return dest
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Real builds of small models gain nothing from intra-op threads, and two threads per test
+    process fight over the 2 cores of a CI machine: modules of model tests use one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -32,14 +32,7 @@ ARCHS = arch_names()
 STATEFUL = [a for a in ARCHS if get_arch(a).stateful]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and OpenMP spinning makes them very slow
-    when other processes share the cores; restore the setting for the rest of the session."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _small(arch: str, seed: int = 0, **overrides) -> LanguageModel:

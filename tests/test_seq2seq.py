@@ -18,13 +18,7 @@ from lmbench.models import build_model
 from lmbench.models.seq2seq import segment_masks
 from lmbench.spec import DataSpec, EvalSpec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_segment_masks_split_at_the_first_eos():

@@ -19,13 +19,7 @@ ARCHS = arch_names()
 TARGETS = [50_000, 200_000, 1_000_000]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Real builds of small models gain nothing from intra-op threads (see test_models.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fields(arch: str) -> set[str]:

@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.models.base import LanguageModel, ModelConfig, State, param, register
+from lmbench.models.base import LanguageModel, State, param, register
 from lmbench.models.gpt import MLP
-from lmbench.models.transformer import ATTENTION_PRESETS, ATTENTION_SPACE
+from lmbench.models.transformer import ATTENTION_PRESETS, ATTENTION_SPACE, TransformerConfig
 
 EOS = 2  # fixed special id (design.md section 3): the prompt/completion separator
 
@@ -47,22 +47,12 @@ _PRESETS = {**ATTENTION_PRESETS, "small": {**ATTENTION_PRESETS["small"], "n_laye
 
 
 @dataclass
-class Seq2SeqConfig(ModelConfig):
-    d_model: int = param(192, "model width")
+class Seq2SeqConfig(TransformerConfig):
+    """The encoder-only transformer's fields (and rules), read per stack, plus biases."""
+
     n_layers: int = param(2, "encoder layers and decoder layers (each)")
-    n_heads: int = param(6, "attention heads (must divide d_model)")
-    d_ff: int = param(0, "feed-forward width; 0 means 4 * d_model")
-    dropout: float = param(0.1, "dropout on embeddings, attention and residual branches")
     max_len: int = param(256, "maximum length of prompt + completion (learned positions)")
-    tie_weights: bool = param(True, "share the token embedding with the output layer")
     bias: bool = param(False, "biases in linear layers and LayerNorms")
-
-    def validate(self) -> None:
-        self.require_attention()
-
-    @property
-    def ffn_dim(self) -> int:
-        return self.d_ff or 4 * self.d_model
 
 
 class Attention(nn.Module):
