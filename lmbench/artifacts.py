@@ -61,14 +61,13 @@ def log_run_artifacts(trainer, final: dict[str, float], curve_png: bool = True) 
         out = Path(tmp)
         (out / "spec.yaml").write_text(to_yaml(trainer.spec))
         tracker.log_artifact(out / "spec.yaml")
-        tok_dir = out / "tokenizer"
-        trainer.data.tokenizer.save(tok_dir)
-        tracker.log_artifact(tok_dir, "tokenizer")
+        root = trainer.ckpt_root  # train() saved model.json and tokenizer/ there (save_model_card)
+        tracker.log_artifact(root / "tokenizer", "tokenizer")
         ckpt = out / "checkpoint"
         ckpt.mkdir()
-        best = checkpoint.locate(trainer.ckpt_root, "best")
+        best = checkpoint.locate(root, "best")
         shutil.copy(best / checkpoint.WEIGHTS, ckpt / checkpoint.WEIGHTS)
-        (ckpt / "model.json").write_text(json.dumps(model_card(trainer), indent=2))
+        shutil.copy(root / "model.json", ckpt / "model.json")
         tracker.log_artifact(ckpt, "checkpoint")
         if curve_png:
             plot_curve(trainer.loop.curve, out / "curve.png", f"{trainer.spec.model.arch} on {trainer.spec.data.source}")

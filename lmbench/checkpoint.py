@@ -95,6 +95,17 @@ def pointer(root: Path, tag: str) -> dict[str, Any] | None:
         return None
 
 
+def adopt(src_root: Path, dst_root: Path, tag: str = "best") -> None:
+    """Copy the checkpoint ``src_root``'s ``tag`` points to into ``dst_root`` (pointer written last,
+    atomically), unless ``dst_root`` already has one: a retried run takes over its predecessor's best."""
+    ptr = pointer(src_root, tag)
+    if ptr is None or (dst_root / f"{tag}.json").exists():
+        return
+    dst_root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src_root / ptr["dir"], dst_root / ptr["dir"], dirs_exist_ok=True)
+    _write_json_atomic(dst_root / f"{tag}.json", ptr)
+
+
 def locate(path: Path, tag: str = "last") -> Path:
     """Resolve a checkpoint root (with pointers) or a checkpoint directory to a checkpoint dir."""
     path = Path(path)

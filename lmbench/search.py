@@ -462,8 +462,7 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
         log.info("trial %d retries trial %d%s", trial.number, history[-1], f" from {resume}" if resume else "")
     try:
         result = train(tspec, tracker=tracker, parent_run_id=parent_run_id, run_name=f"{arch}-trial-{trial.number}",
-                       tags=tags, quiet=True, on_eval=on_eval, final_splits=("val",), resume=resume,
-                       curve_png=False)
+                       tags=tags, quiet=True, on_eval=on_eval, final_splits=("val",), resume=resume)
     except RunStopped:
         with_retries(lambda: tell(study, trial, state=TrialState.PRUNED), "telling the study")
         return "PRUNED"

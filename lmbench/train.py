@@ -325,16 +325,14 @@ def _map_tensors(obj, fn):
 def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, resume_run_id: str | None = None,
           parent_run_id: str | None = None, run_name: str | None = None, tags: dict[str, str] | None = None,
           quiet: bool = False, workdir: Path = Path("."), on_eval: Hook | None = None,
-          on_step: Hook | None = None, data=None, final_splits: tuple[str, ...] = ("val", "test"),
-          curve_png: bool = True) -> TrainResult:
+          on_step: Hook | None = None, data=None, final_splits: tuple[str, ...] = ("val", "test")) -> TrainResult:
     """Train one model as the spec says, tracking it in ``tracker`` (an MLflow Tracker) if given.
 
     The data and model are built before any MLflow run exists, so bad data or a bad model config
     never leaves a run behind. ``resume`` is a checkpoint directory to continue from; with
     ``resume_run_id`` the same MLflow run is continued. ``final_splits``: what the final
     evaluation scores (tuning trials score only "val": their test loss must not be looked at).
-    ``curve_png=False`` skips the curve plot (tuning trials: the metric history has the curve, and
-    rendering it cost about as much CPU as a short trial's training).
+    Runs that score no test split (tuning trials) also skip generation (BLEU) and the curve plot.
     """
     from lmbench.data import prepare_data
 
@@ -352,13 +350,15 @@ def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, res
         tr.run_id = _open_run(tr, n_params, parent_run_id, run_name, tags)
     tr.ckpt_root = workdir / "checkpoints" / tr.run_id
     if resume is not None and not resume_run_id:
-        _adopt_best(Path(resume).parent, tr.ckpt_root)
+        # a retried trial: a new run that takes over its predecessor's best weights, so its final
+        # evaluation uses them even if it does not improve on them
+        checkpoint.adopt(Path(resume).parent, tr.ckpt_root)
     if tracker is not None:
         tracker.set_tags({"lmbench.checkpoint_dir": str(tr.ckpt_root.resolve())})
     from lmbench.artifacts import save_model_card
 
     save_model_card(tr, tr.ckpt_root)  # what `lmbench generate <checkpoint>` needs besides weights
-    return _run_tracked(tr, n_params, final_splits, curve_png)
+    return _run_tracked(tr, n_params, final_splits)
 
 
 def _open_run(tr: Trainer, n_params: dict[str, int], parent_run_id: str | None, run_name: str | None,
@@ -376,8 +376,7 @@ def _open_run(tr: Trainer, n_params: dict[str, int], parent_run_id: str | None, 
     return tr.tracker.start(name, params, run_tags, parent_run_id)
 
 
-def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str, ...],
-                 curve_png: bool = True) -> TrainResult:
+def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str, ...]) -> TrainResult:
     """Run the loop with truthful statuses: FINISHED, FAILED (exception) or KILLED (signal)."""
     from lmbench.artifacts import log_run_artifacts
     from lmbench.progress import TrainProgress
@@ -394,7 +393,9 @@ def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str,
                        "train_tokens_per_sec": tr.loop.tokens / max(tr.loop.elapsed, 1e-9)}
             tr.tracker.log_metrics({**final, **summary}, tr.loop.step, synchronous=True)
             tr.tracker.set_tags({"lmbench.stop_reason": tr.loop.stop_reason})
-            log_run_artifacts(tr, final, curve_png)
+            # tuning trials (scored on val only) skip the plot: their metric history is the curve,
+            # and rendering it cost about as much CPU as a short trial's training
+            log_run_artifacts(tr, final, curve_png="test" in final_splits)
         status = "FINISHED"
     except RunStopped as e:
         status = e.status
@@ -420,19 +421,6 @@ def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str,
     lp = tr.loop
     return TrainResult(tr.run_id, lp.step, lp.tokens, lp.elapsed, lp.best_val, lp.stop_reason, final, n_params,
                        tr.ckpt_root, lp.tokens / max(lp.elapsed, 1e-9))
-
-
-def _adopt_best(src_root: Path, dst_root: Path) -> None:
-    """A new run resumed from another run's checkpoint (a retried trial) takes over that run's best
-    weights, so its final evaluation uses the best weights even if it does not improve on them."""
-    import shutil
-
-    ptr = checkpoint.pointer(src_root, "best")
-    if ptr is None or (dst_root / "best.json").exists():
-        return
-    dst_root.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src_root / ptr["dir"], dst_root / ptr["dir"], dirs_exist_ok=True)
-    checkpoint._write_json_atomic(dst_root / "best.json", ptr)
 
 
 def _save_on_interrupt(tr: Trainer) -> None:
