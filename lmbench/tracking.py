@@ -142,8 +142,11 @@ class Tracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, str(v))
+        """All the tags in one store round-trip."""
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_metrics(self, metrics: dict[str, float], step: int, synchronous: bool = False) -> None:
         """Log a dict of metrics at one step.
