@@ -33,6 +33,19 @@ def test_shakespeare_spec_is_nanogpt_configuration():
     assert spec.data.seq_len == 64 and spec.train.batch_size == 12 and spec.data.tokenizer == "char"
 
 
+def test_shakespeare_256_spec_is_nanogpt_gpu_configuration():
+    """nanoGPT's config/train_shakespeare_char.py: the context-256 model the KV-cache benchmark uses."""
+    from lmbench.models import build_model
+
+    spec = load_spec(Path(EXPERIMENTS[0]).parent / "shakespeare_char_gpt256.yaml")
+    cfg = resolved_dict(spec)["model"]["config"]
+    assert (cfg["n_layers"], cfg["n_heads"], cfg["d_model"], cfg["max_len"], cfg["dropout"]) == (6, 6, 384, 256, 0.2)
+    assert spec.data.seq_len == 256 and spec.train.batch_size == 64 and spec.train.budget.amount == 5000
+    model = build_model("gpt", 65, "default", spec.model.config)
+    non_position = sum(p.numel() for p in model.parameters()) - model.pos_emb.weight.numel()
+    assert round(non_position / 1e6, 2) == 10.65  # nanoGPT prints "number of parameters: 10.65M"
+
+
 def test_overrides_are_typed_and_validated():
     spec = build_spec({}, ["train.lr=1e-3", "model.arch=gru", "model.config.d_model=32", "train.budget={tokens: 5000}",
                            "data.split=[0.8, 0.1, 0.1]", "train.compile=true"])

@@ -125,6 +125,12 @@ class KVCache:
         return out
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout`` that costs nothing when it does nothing: decoding runs ~50 of these small
+    calls per token, where a no-op ``nn.Dropout`` module call is a measurable share of the time."""
+    return F.dropout(x, p, True) if training and p > 0 else x
+
+
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float) -> torch.Tensor:
     """Causal attention of ``q`` (the last ``t`` positions) over ``k``/``v`` (all ``past + t``)."""
     t, past = q.shape[2], k.shape[2] - q.shape[2]
@@ -145,7 +151,6 @@ class CausalSelfAttention(nn.Module):
         self.dropout = c.dropout
         self.c_attn = nn.Linear(c.d_model, 3 * c.d_model, bias=c.bias)
         self.c_proj = nn.Linear(c.d_model, c.d_model, bias=c.bias)
-        self.resid_drop = nn.Dropout(c.dropout)
 
     def forward(
         self,
@@ -155,11 +160,8 @@ class CausalSelfAttention(nn.Module):
         layer: int = 0,
     ) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.c_attn(x).split(d, dim=2)
-        hd = d // self.n_heads
-        q = q.view(b, t, self.n_heads, hd).transpose(1, 2)
-        k = k.view(b, t, self.n_heads, hd).transpose(1, 2)
-        v = v.view(b, t, self.n_heads, hd).transpose(1, 2)
+        qkv = self.c_attn(x).view(b, t, 3, self.n_heads, d // self.n_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, t, hd)
         if rope is not None:
             cos, sin = rope[0].to(q.dtype), rope[1].to(q.dtype)  # no-op unless autocast
             q = apply_rope(q, cos, sin)
@@ -167,20 +169,19 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, past + t, hd)
         y = _attend(q, k, v, self.dropout if self.training else 0.0)  # (B, H, t, hd)
-        y = y.transpose(1, 2).contiguous().view(b, t, d)
-        return self.resid_drop(self.c_proj(y))
+        y = y.transpose(1, 2).reshape(b, t, d)
+        return dropout(self.c_proj(y), self.dropout, self.training)
 
 
 class MLP(nn.Module):
     def __init__(self, c: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(c.d_model, c.ffn_dim, bias=c.bias)
-        self.gelu = nn.GELU()
         self.c_proj = nn.Linear(c.ffn_dim, c.d_model, bias=c.bias)
-        self.drop = nn.Dropout(c.dropout)
+        self.dropout = c.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.c_proj(self.gelu(self.c_fc(x))))
+        return dropout(self.c_proj(F.gelu(self.c_fc(x))), self.dropout, self.training)
 
 
 class Block(nn.Module):
@@ -229,7 +230,6 @@ class GPT(LanguageModel):
             cos, sin = rope_tables(c.max_len, c.d_model // c.n_heads)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
-        self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.d_model, bias=c.bias)
         self.head = nn.Linear(c.d_model, vocab_size, bias=False)
@@ -255,7 +255,7 @@ class GPT(LanguageModel):
 
     def forward(self, idx: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """``state``: ``None`` (training, evaluation) or a :class:`KVCache` that ``idx`` continues."""
-        cache = state if isinstance(state, KVCache) else None
+        c, cache = self.config, state if isinstance(state, KVCache) else None
         t = idx.shape[1]
         off = cache.length if cache is not None else 0  # absolute position of idx[:, 0]
         self.check_length(off + t)
@@ -263,11 +263,11 @@ class GPT(LanguageModel):
         rope = None
         if self.pos_emb is not None:
             x = x + self.pos_emb.weight[off : off + t]
-        elif self.config.positions == "sinusoidal":
+        elif c.positions == "sinusoidal":
             x = x + self.pos_table[off : off + t]
         else:
             rope = (self.rope_cos[off : off + t], self.rope_sin[off : off + t])
-        x = self.drop(x)
+        x = dropout(x, c.dropout, self.training)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, cache, i)
         if cache is not None:
