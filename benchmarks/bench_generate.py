@@ -76,6 +76,11 @@ def step_at_full_context(model, tokens, pairs: int) -> dict:
             "full_ms": 1e3 * min(full_s) / 20, "context": n}
 
 
+def ms(r: dict, key: str) -> float:
+    """Best milliseconds per generated token of the timings ``r[key]``."""
+    return 1e3 * min(r[key]) / r["tokens"]
+
+
 def describe(model) -> dict:
     keys = ("d_model", "n_layers", "n_heads", "max_len")
     return {"arch": model.arch, "params": model.num_params(), **{k: getattr(model.config, k) for k in keys}}
@@ -112,7 +117,6 @@ def main() -> None:
     full = large["tokens"] == n_new  # an early EOS would time a shorter decode than claimed
     passed = (large["ratio"]["median"] >= CACHE_TARGET and beam_ratio["median"] <= BEAM_TARGET
               and large["identical"] and full)
-    ms = lambda r, k: 1e3 * min(r[k]) / r["tokens"]  # noqa: E731 - best ms per generated token
     common.emit(common.result(
         "generation", value=large["ratio"]["median"], unit="x",
         target=f"cache >= {CACHE_TARGET}x; beam 5 <= {BEAM_TARGET}x greedy", passed=passed,

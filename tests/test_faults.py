@@ -87,10 +87,15 @@ def check_retried(storage_url: str | None, experiment: str, victim: int, total: 
     assert min(steps) > 10, "the retry continued after the checkpoint instead of starting over"
 
 
+def tune_driver(name: str, trials: int, log, *extra: str):
+    """``lmbench tune`` of ``trials`` slow rnn trials that only enqueues them (``--workers 0``)."""
+    return lmbench("tune", "--model", "rnn", "--trials", str(trials), "--workers", "0", "--set", f"name={name}",
+                   *extra, *SLOW, log=log)
+
+
 @pytest.mark.slow
 def test_sigkill_mid_trial_is_retried_by_a_surviving_worker(pg_url, isolated):  # noqa: F811
-    driver = lmbench("tune", "--model", "rnn", "--trials", "3", "--workers", "0", "--set", "name=kill",
-                     "--storage", pg_url, *SLOW, log=isolated / "driver.log")
+    driver = tune_driver("kill", 3, isolated / "driver.log", "--storage", pg_url)
     workers = [lmbench("worker", "--experiment", "kill", "--storage", pg_url, log=isolated / f"w{i}.log")
                for i in range(2)]
     try:
@@ -106,8 +111,7 @@ def test_sigkill_mid_trial_is_retried_by_a_surviving_worker(pg_url, isolated):  
 
 @pytest.mark.slow
 def test_all_workers_killed_then_a_fresh_worker_recovers(isolated):
-    driver = lmbench("tune", "--model", "rnn", "--trials", "2", "--workers", "0", "--set", "name=killall",
-                     *SLOW, log=isolated / "driver.log")
+    driver = tune_driver("killall", 2, isolated / "driver.log")
     first = lmbench("worker", "--experiment", "killall", log=isolated / "w0.log")
     try:
         victim, pid = wait_for_victim("killall", [driver, first])
@@ -117,8 +121,7 @@ def test_all_workers_killed_then_a_fresh_worker_recovers(isolated):
         assert trials_of(None, "killall")[victim].state.name == "RUNNING"  # a stale trial is left behind
         fresh = lmbench("worker", "--experiment", "killall", log=isolated / "w1.log")
         assert fresh.wait(timeout=180) == 0, (isolated / "w1.log").read_text()[-3000:]
-        again = lmbench("tune", "--model", "rnn", "--trials", "2", "--workers", "0", "--set", "name=killall",
-                        *SLOW, log=isolated / "driver2.log")
+        again = tune_driver("killall", 2, isolated / "driver2.log")
         assert again.wait(timeout=120) == 0, (isolated / "driver2.log").read_text()[-3000:]
     finally:
         stop_all([driver, first])
@@ -127,8 +130,7 @@ def test_all_workers_killed_then_a_fresh_worker_recovers(isolated):
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_and_the_retry_resumes(isolated):
-    driver = lmbench("tune", "--model", "rnn", "--trials", "2", "--workers", "0", "--set", "name=preempt",
-                     *SLOW, log=isolated / "driver.log")
+    driver = tune_driver("preempt", 2, isolated / "driver.log")
     first = lmbench("worker", "--experiment", "preempt", log=isolated / "w0.log")
     try:
         victim, pid = wait_for_victim("preempt", [driver, first])

@@ -126,21 +126,22 @@ class KVCache:
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """``F.dropout`` that costs nothing when it does nothing: decoding runs ~50 of these small
-    calls per token, where a no-op ``nn.Dropout`` module call is a measurable share of the time."""
+    """``F.dropout`` that costs nothing when it does nothing. A cached decoding step of a small
+    model is a few dozen tiny operations, so no-op ``nn.Dropout`` module calls were a measurable
+    share of its time."""
     return F.dropout(x, p, True) if training and p > 0 else x
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float) -> torch.Tensor:
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p_drop: float) -> torch.Tensor:
     """Causal attention of ``q`` (the last ``t`` positions) over ``k``/``v`` (all ``past + t``)."""
     t, past = q.shape[2], k.shape[2] - q.shape[2]
     if past == 0:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p_drop, is_causal=True)
     if t == 1:  # one new token sees every cached one: no mask needed
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p_drop)
     # SDPA's is_causal aligns top-left; new query i sits at absolute position past + i
     mask = torch.ones(t, past + t, dtype=torch.bool, device=q.device).tril(past)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
 
 
 class CausalSelfAttention(nn.Module):
