@@ -1,0 +1,155 @@
+"""Formatting numbers with their confidence intervals, and rendering result tables for the terminal."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+
+from lmbench.stats.inference import _NAN
+
+STAR = "★"
+
+_HEADERS = {
+    "test_loss": "test loss",
+    "test_ppl": "test ppl",
+    "test_accuracy": "test acc",
+    "test_excess": "excess",
+    "params_non_embedding": "params (non-emb)",
+    "tokens_per_sec": "tok/s",
+    "train_seconds": "train s",
+    "ppl_of_mean_loss": "ppl(mean loss)",
+    "n_seeds": "seeds",
+    "delta_vs_best": "Δ vs best",
+    "p_vs_best": "p",
+    "delta": "Δ vs baseline",
+    "p": "p",
+}
+_DELTA_CI = {"delta_vs_best": "delta_ci", "delta": "delta_ci"}
+_P_COLUMNS = {"p", "p_vs_best"}
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_number(x: Any, sig: int = 4) -> str:
+    """A single number with ``sig`` significant digits; integers (and big values) without decimals."""
+    if not _finite(x):
+        return "–"
+    v = float(x)
+    if v == 0:
+        return "0"
+    if abs(v) >= 10 ** (sig - 1) or (v.is_integer() and abs(v) < 1e15):
+        return f"{round(v):,}"
+    return f"{v:.{sig}g}"
+
+
+def format_mean_ci(mean: Any, ci: Any, signed: bool = False) -> str:
+    """``mean ± ci`` with the CI to 2 significant digits and the mean to the same decimal place."""
+    if not _finite(mean):
+        return "–"
+    m = float(mean)
+    sign = "+" if signed else ""
+    if not _finite(ci) or float(ci) == 0:
+        tail = " ± 0" if _finite(ci) else ""
+        body = format_number(m)
+        if signed and m > 0:
+            body = "+" + body
+        return body + tail
+    h = abs(float(ci))
+    decimals = 1 - math.floor(math.log10(h))  # 2 significant digits in the CI
+    if decimals > 8:
+        return f"{m:{sign}.3g} ± {h:.2g}"
+    if decimals <= 0:
+        q = 10 ** (-decimals)
+        return f"{round(m / q) * q:{sign},.0f} ± {round(h / q) * q:,.0f}"
+    return f"{m:{sign}.{decimals}f} ± {h:.{decimals}f}"
+
+
+def format_p(p: Any) -> str:
+    """p-value as 0.012, or <0.001 when smaller; '–' when undefined."""
+    if not _finite(p):
+        return "–"
+    v = float(p)
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _default_columns(df: pd.DataFrame) -> list[tuple[str, str]]:
+    cols: list[tuple[str, str]] = []
+    if "param" in df.columns:
+        cols.append(("param", "param"))
+    if "value" in df.columns:
+        cols.append(("value", "value"))
+    for c in df.columns:
+        if isinstance(c, str) and c.endswith("_mean"):
+            base = c[: -len("_mean")]
+            cols.append((base, _HEADERS.get(base, base)))
+    for c in ("ppl_of_mean_loss", "n_seeds", "delta_vs_best", "p_vs_best", "delta", "p"):
+        if c in df.columns:
+            cols.append((c, _HEADERS[c]))
+    return cols
+
+
+def render_table(
+    df: pd.DataFrame, title: str, columns: list[tuple[str, str]] | None = None
+) -> Table:
+    """A rich Table of a :func:`compare_table` / :func:`ablation_table` result.
+
+    ``columns``: ``(key, header)`` pairs, default: every summarised metric then the derived columns.
+    A key X with an ``X_mean`` column renders as "mean ± ci"; ``delta_vs_best``/``delta`` render
+    with ``delta_ci`` as a signed "±"; ``p``/``p_vs_best`` as 0.012 or <0.001; other columns as
+    plain values. A named, non-Range index (``model`` for compare tables) is the first column.
+    Rows with ``best`` True get a leading "★"; ``is_baseline`` rows get "(baseline)" after their
+    value, and the reference row of a delta column (the best / the baseline) shows "ref".
+    """
+    cols = list(columns) if columns is not None else _default_columns(df)
+    show_index = not isinstance(df.index, pd.RangeIndex)
+    table = Table(title=title, header_style="bold")
+    table.add_column(" ", justify="center", no_wrap=True)
+    if show_index:
+        table.add_column(str(df.index.name or ""), no_wrap=True)
+    for key, header in cols:
+        numeric = f"{key}_mean" in df.columns or (
+            key in df.columns and pd.api.types.is_numeric_dtype(df[key].dtype)
+        )
+        table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
+
+    for label, row in df.iterrows():
+        is_best = bool(row.get("best", False))
+        is_base = bool(row.get("is_baseline", False))
+        cells = [STAR if is_best else ""]
+        if show_index:
+            cells.append(str(label))
+        for key, _ in cols:
+            if f"{key}_mean" in df.columns:
+                cells.append(format_mean_ci(row[f"{key}_mean"], row.get(f"{key}_ci", _NAN)))
+            elif key in _DELTA_CI:
+                is_ref = is_best if key == "delta_vs_best" else is_base
+                cells.append(
+                    "ref"
+                    if is_ref
+                    else format_mean_ci(row.get(key), row.get(_DELTA_CI[key], _NAN), signed=True)
+                )
+            elif key in _P_COLUMNS:
+                cells.append(format_p(row.get(key)))
+            elif key not in df.columns:
+                cells.append("")
+            elif key == "value" and is_base:
+                cells.append(f"{row[key]} (baseline)")
+            else:
+                v = row[key]
+                if isinstance(v, bool | np.bool_):
+                    cells.append("yes" if v else "")
+                elif isinstance(v, int | float | np.number):
+                    cells.append(format_number(v))
+                else:
+                    cells.append(str(v))
+        table.add_row(*cells, style="bold" if is_best else None)
+    return table
