@@ -31,7 +31,7 @@ PG = "postgresql://postgres@127.0.0.1:5432"
 
 
 def spec(name: str, workers: int, trials: int, tokens: int, storage: str):
-    from lmbench.spec import build_spec
+    from lmbench.config import build_spec
 
     return build_spec({}, [f"name={name}", "model.arch=gru", "model.preset=small", "train.device=cpu",
                            "search.budget=null", f"train.budget={{tokens: {tokens}}}", "train.batch_size=32",
@@ -70,10 +70,11 @@ class StorageTimer:
     def install(self) -> None:
         import optuna
 
-        from lmbench import liveness, search
+        from lmbench.tuning import liveness, trials, workers
 
-        for name in ("next_trial", "suggest", "tell"):
-            self.wrap(search, name)
+        self.wrap(workers, "next_trial")  # where the worker loop calls it from
+        for name in ("suggest", "tell"):
+            self.wrap(trials, name)
         for name in ("report", "should_prune"):
             self.wrap(optuna.trial.Trial, name)
         self.wrap(liveness.Heartbeat, "__enter__")  # the first beat is inline; the others are in a thread
@@ -83,7 +84,7 @@ def trial_window(storage_url: str, name: str) -> tuple[int, float, float]:
     """(trials, seconds from first start to last completion, mean seconds per trial)."""
     import optuna
 
-    from lmbench.search import open_storage, study_name
+    from lmbench.tuning.storage import open_storage, study_name
 
     trials = optuna.load_study(study_name=study_name(name, "gru"),
                                storage=open_storage(storage_url, name)).get_trials(deepcopy=False)
@@ -99,7 +100,7 @@ def steady_rate(name: str) -> float:
     trials after its first one / time from the end of its first to the end of its last; summed."""
     from mlflow import MlflowClient
 
-    from lmbench.tracking import resolve_uri
+    from lmbench.tracking.tracker import resolve_uri
 
     client = MlflowClient(resolve_uri(None))
     exp = client.get_experiment_by_name(name)
@@ -133,8 +134,8 @@ def measure(storage_url: str | None, trials: int, tokens: int) -> dict:
     import torch
 
     from lmbench.data import prepare_data
-    from lmbench.experiments import tune
-    from lmbench.tracking import Tracker
+    from lmbench.experiments.compare import tune
+    from lmbench.tracking.tracker import Tracker
 
     one, two = spec("one", 1, trials, tokens, storage_url), spec("two", 2, trials, tokens, storage_url)
     prepare_data(one.data)  # warm-up: the token cache and the MLflow store exist before either run

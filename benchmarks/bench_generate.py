@@ -36,7 +36,7 @@ def trained(spec, steps: int):
 
 def speedup(model, prompt, s, pairs: int, label: str) -> dict:
     """Cached vs recomputed greedy decoding of ``prompt``: timings, their ratio and both outputs."""
-    from lmbench.generate import decode
+    from lmbench.generation.decoding import decode
 
     out = {}
 
@@ -91,8 +91,8 @@ def main() -> None:
     common.setup(args)
     import torch
 
-    from lmbench.generate import beam_search, decode, settings
-    from lmbench.spec import load_spec
+    from lmbench.config import load_spec
+    from lmbench.generation.decoding import beam_search, decode, settings
 
     n_new, pairs = (32, 1) if args.smoke else (256, 7)
     never = f"{common.NEVER}"

@@ -25,7 +25,7 @@ class BareLoop:
         import torch
 
         from lmbench.models import build_model
-        from lmbench.train import make_optimizer
+        from lmbench.training.loop import make_optimizer
 
         t, m = spec.train, spec.model
         torch.manual_seed(t.seed)  # the Trainer seeds the same way: identical initial weights

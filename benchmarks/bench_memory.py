@@ -49,8 +49,8 @@ def build_corpus(path: Path, target_bytes: int) -> dict:
 def child(corpus: Path, steps: int) -> None:
     """Runs in the measured process: prepare the data, train, print one JSON line."""
     from lmbench.data import prepare_data
-    from lmbench.tracking import Tracker
-    from lmbench.train import train
+    from lmbench.tracking.tracker import Tracker
+    from lmbench.training.run import train
 
     spec = common.bench_spec(f"data.source={json.dumps(str(corpus))}", "data.tokenizer=char",
                              f"train.budget={{steps: {steps}}}", "name=bench-memory")

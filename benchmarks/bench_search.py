@@ -20,7 +20,7 @@ SPACE = {"lr": "{float: [0.001, 0.03], log: true}", "dropout": "{float: [0.0, 0.
 
 
 def spec_for(name: str, sampler: str, pruner: str, trials: int, smoke: bool):
-    from lmbench.spec import build_spec
+    from lmbench.config import build_spec
 
     tokens = 20_000 if smoke else 100_000
     overrides = [f"name={name}", "model.arch=gru", "model.preset=small", f"train.budget={{tokens: {tokens}}}",
@@ -35,7 +35,7 @@ def tokens_by_trial(experiment: str) -> dict[int, float]:
     """Training tokens of each trial (by Optuna trial number), pruned ones included."""
     from mlflow import MlflowClient
 
-    from lmbench.tracking import resolve_uri
+    from lmbench.tracking.tracker import resolve_uri
 
     c = MlflowClient(resolve_uri(None))
     exp = c.get_experiment_by_name(experiment)
@@ -62,7 +62,7 @@ def anytime(study, tokens: dict[int, float], goal: float) -> tuple[list[dict], i
 def main() -> None:
     args = common.parse_args(__doc__)
     common.setup(args)
-    from lmbench.experiments import tune
+    from lmbench.experiments.compare import tune
 
     trials = 27
     grid = tune(spec_for("grid", "grid", "none", trials, args.smoke), "gru", quiet=True)

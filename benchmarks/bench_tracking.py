@@ -58,7 +58,7 @@ def main() -> None:
     steps, pairs, warmup = (20, 2, 10) if args.smoke else (200, 6, 30)
 
     from lmbench.data import prepare_data
-    from lmbench.tracking import Tracker
+    from lmbench.tracking.tracker import Tracker
 
     uri = f"sqlite:///{work / 'tracking-bench.db'}"
     details: dict = {"steps_per_rep": steps, "pairs": pairs, "warmup_steps": warmup, "store": uri}

@@ -95,7 +95,7 @@ def setup(args) -> Path:
 
 def bench_spec(*overrides: str):
     """``experiments/shakespeare_char_gpt.yaml`` on the CPU, plus ``--set``-style overrides."""
-    from lmbench.spec import load_spec
+    from lmbench.config import load_spec
 
     return load_spec(SPEC_PATH, ["train.device=cpu", *overrides])
 
@@ -150,10 +150,16 @@ def emit(record: dict[str, Any]) -> None:
 
 
 def make_trainer(spec, data, tracker=None):
-    """A :class:`lmbench.train.Trainer` on its own copy of ``spec`` (run_more mutates the budget)."""
-    from lmbench.train import Trainer
+    """A :class:`lmbench.training.loop.Trainer` on its own copy of ``spec`` (run_more mutates the budget)."""
+    import uuid
+    from pathlib import Path
 
-    return Trainer(spec.model_copy(deep=True), data, tracker, quiet=True)
+    from lmbench.training.loop import Built, Trainer
+
+    spec = spec.model_copy(deep=True)
+    run_id = uuid.uuid4().hex
+    return Trainer(spec, data, Built.of(spec, data.vocab_size), run_id=run_id,
+                   ckpt_root=Path("checkpoints") / run_id, tracker=tracker, quiet=True)
 
 
 def run_more(trainer, steps: int) -> None:
@@ -162,7 +168,7 @@ def run_more(trainer, steps: int) -> None:
     ``Trainer.run`` stops when ``spec.train.budget`` is spent and takes no step count, so the
     budget is moved forward to ``step + steps``.
     """
-    from lmbench.spec import BudgetSpec
+    from lmbench.config import BudgetSpec
 
     trainer.spec.train.budget = BudgetSpec(steps=trainer.loop.step + steps)
     trainer.run()

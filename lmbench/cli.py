@@ -104,9 +104,9 @@ def train(
     quiet: QuietOpt = False,
 ) -> None:
     """Train one model, evaluate it on val and test, and record everything in MLflow."""
+    from lmbench.config import load_spec
     from lmbench.errors import SpecError
-    from lmbench.experiments import resume_training, run_training
-    from lmbench.spec import load_spec
+    from lmbench.experiments.single import resume_training, run_training
 
     _setup_logging(quiet)
     if steps is not None and tokens is not None:
@@ -177,8 +177,8 @@ def compare(
     quiet: QuietOpt = False,
 ) -> None:
     """Tune every model with the same budget, retrain each best config with K seeds, compare them."""
-    from lmbench.experiments import compare as run_compare
-    from lmbench.spec import load_spec
+    from lmbench.config import load_spec
+    from lmbench.experiments.compare import compare as run_compare
 
     _setup_logging(quiet)
     extra = _search_overrides(trials, workers, devices, storage)
@@ -208,9 +208,9 @@ def ablate(
     quiet: QuietOpt = False,
 ) -> None:
     """One-factor-at-a-time ablation around a baseline, every value with the baseline's seeds."""
+    from lmbench.config import load_spec
     from lmbench.errors import SpecError
-    from lmbench.experiments import ablate as run_ablate
-    from lmbench.spec import load_spec
+    from lmbench.experiments.ablate import ablate as run_ablate
 
     _setup_logging(quiet)
     extra = _search_overrides(None, None, None, storage)
@@ -245,8 +245,8 @@ def tune(
     quiet: QuietOpt = False,
 ) -> None:
     """Run one model's Optuna study to its total and print the best trial."""
-    from lmbench.experiments import tune as run_tune
-    from lmbench.spec import load_spec
+    from lmbench.config import load_spec
+    from lmbench.experiments.compare import tune as run_tune
 
     _setup_logging(quiet)
     extra = _search_overrides(trials, workers, devices, storage)
@@ -265,7 +265,7 @@ def run_spec(
 ) -> None:
     """Run whatever the spec's kind says (train | tune | compare | ablate) with the spec's settings."""
     from lmbench import experiments
-    from lmbench.spec import load_spec
+    from lmbench.config import load_spec
 
     _setup_logging(quiet)
     s = load_spec(spec, set_)
@@ -316,8 +316,8 @@ def worker(
 ) -> None:
     """Join an experiment's studies (e.g. from another machine) and run trials until they are done."""
     from lmbench.errors import SpecError
-    from lmbench.train import Terminated
-    from lmbench.workers import TERMINATED_EXIT, join
+    from lmbench.signals import TERMINATED_EXIT, Terminated
+    from lmbench.tuning.workers import join
 
     _setup_logging(quiet)
     for name, value in (("--workers", workers), ("--max-trials", max_trials)):
@@ -325,7 +325,7 @@ def worker(
             raise SpecError(name, f"must be at least 1, got {value}")
     spec_raw = None
     if spec is not None:
-        from lmbench.spec import dump_raw, load_spec
+        from lmbench.config import dump_raw, load_spec
 
         loaded = load_spec(spec, set_)
         experiment, spec_raw = experiment or loaded.experiment_name, dump_raw(loaded)
@@ -353,7 +353,7 @@ def server(
     workers: Annotated[int, typer.Option("--workers", help="Server processes.")] = 4,
 ) -> None:
     """Start an MLflow tracking server for lmbench workers: runs and (proxied) artifacts."""
-    from lmbench.tracking import server_command
+    from lmbench.tracking.server import server_command
 
     cmd = server_command(host, port, backend_store_uri, artifacts_destination, workers)
     typer.echo(" ".join(cmd), err=True)
@@ -406,7 +406,7 @@ def data(
             table.add_row(d["name"], d["description"], "yes" if d.get("cached") else "no")
         console.print(table)
         return
-    from lmbench.spec import load_spec
+    from lmbench.config import load_spec
 
     overrides = ([f"data.source={_yaml_str(source)}"] if source else []) + list(set_ or [])
     stats = corpus_stats(load_spec(spec, overrides).data)
@@ -430,7 +430,8 @@ def generate(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Continue a prompt with a trained model (its best checkpoint and tokenizer, loaded safely)."""
-    from lmbench.generate import complete, load_model, settings
+    from lmbench.generation.decoding import settings
+    from lmbench.training.loading import complete, load_model
 
     _setup_logging(quiet=False)
     s = settings(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, beams=beams,
@@ -473,7 +474,7 @@ def ui(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Browse the runs in the MLflow UI on the project's tracking store, until Ctrl-C."""
-    from lmbench.report.ui import serve
+    from lmbench.tracking.ui import serve
 
     code = serve(host, port, tracking_uri, echo=lambda line: typer.echo(line, err=line.startswith("warning")))
     raise typer.Exit(code)

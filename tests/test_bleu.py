@@ -9,7 +9,7 @@ import pytest
 from nltk.translate.bleu_score import SmoothingFunction
 from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
 
-from lmbench.metrics import bleu_tokens, corpus_bleu
+from lmbench.generation.bleu import bleu_tokens, corpus_bleu
 
 
 def _nltk(refs: list[str], hyps: list[str]) -> float:

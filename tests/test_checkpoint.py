@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from lmbench import checkpoint
+from lmbench.training import checkpoint
 
 
 class Tiny(torch.nn.Module):
@@ -65,7 +65,7 @@ def test_crash_in_a_killed_process_leaves_previous_checkpoint(tmp_path):
     checkpoint.save(tmp_path, "last", m, {"step": 1}, step=1)
     code = f"""
 import os, torch
-from lmbench import checkpoint
+from lmbench.training import checkpoint
 orig = torch.save
 def save_then_die(obj, f, *a, **k):
     orig(obj, f, *a, **k)

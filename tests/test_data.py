@@ -15,6 +15,7 @@ import torch
 
 import lmbench.data.prepare as prepare_mod
 import lmbench.data.sources as sources_mod
+from lmbench.config.spec import DataSpec
 from lmbench.data import (
     BOS,
     EOS,
@@ -35,7 +36,6 @@ from lmbench.data.batching import (
 from lmbench.data.synthetic import generate_lines
 from lmbench.data.tokenizers import train_tokenizer
 from lmbench.errors import DataError, SpecError
-from lmbench.spec import DataSpec
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY = SHARED_DATA / "tinyshakespeare" / "input.txt"

@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from lmbench.cli import app
-from lmbench.search import default_storage_path, open_storage, study_name
-from lmbench.tracking import resolve_uri
+from lmbench.tracking.tracker import resolve_uri
+from lmbench.tuning.storage import default_storage_path, open_storage, study_name
 
 WORKERS, TRIALS = 8, 200
 # what a storage or store under contention would print
@@ -123,7 +123,7 @@ def test_worker_bad_input_exits_2(args, where, isolated):
 
 
 def test_server_command_binds_loopback_and_proxies_artifacts(isolated):
-    from lmbench.tracking import server_command
+    from lmbench.tracking.server import server_command
 
     cmd = server_command("127.0.0.1", 5005, "sqlite:///m.db", "arts")
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"

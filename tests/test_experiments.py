@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from lmbench.cli import app
 from lmbench.models import arch_names
-from lmbench.search import default_storage_path, study_name
-from lmbench.tracking import resolve_uri
+from lmbench.tracking.tracker import resolve_uri
+from lmbench.tuning.storage import default_storage_path, study_name
 
 FAST = ["--set", "train.budget={steps: 16}", "--set", "search.budget=null", "--set", "train.eval_interval=4", "--set", "train.log_interval=4",
         "--set", "data.size=8000", "--set", "data.seq_len=16", "--set", "train.eval_tokens=600"]
@@ -139,7 +139,7 @@ def test_compare_is_idempotent_and_continues(compared, monkeypatch):
 
 
 def test_interrupted_compare_resumes_without_redoing_trials(isolated, monkeypatch):
-    from lmbench import train as train_mod
+    from lmbench.training import loop as train_mod
 
     calls = {"n": 0}
     orig = train_mod.Trainer.train_step

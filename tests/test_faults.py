@@ -18,8 +18,8 @@ import pytest
 from _services import FAST_LIVENESS, TINY, MlflowServer, lmbench, pg_url, stop_all, wait_until  # noqa: F401
 from mlflow import MlflowClient
 
-from lmbench.search import open_storage, study_name
-from lmbench.tracking import resolve_uri
+from lmbench.tracking.tracker import resolve_uri
+from lmbench.tuning.storage import open_storage, study_name
 
 # after TINY: trials of ~4 s of training that checkpoint every 10 steps
 SLOW = [*TINY, "--set", "train.budget={seconds: 4}", "--set", "train.checkpoint_interval=10",
@@ -154,9 +154,9 @@ def test_sigterm_checkpoints_and_the_retry_resumes(isolated):
 @pytest.mark.slow
 def test_tracking_server_outage_leaves_no_gap_in_metrics(tmp_path, isolated, monkeypatch, caplog):
     """Stop the MLflow server mid-run and start it again: every logged step is stored."""
-    from lmbench import tracking
-    from lmbench.spec import build_spec
-    from lmbench.train import train
+    from lmbench.tracking import tracker as tracking
+    from lmbench.config import build_spec
+    from lmbench.training.run import train
 
     # MLflow's own HTTP retries off, so the Tracker's buffer-and-retry is what is tested; short backoff
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -196,7 +196,7 @@ def test_tracking_server_outage_leaves_no_gap_in_metrics(tmp_path, isolated, mon
 
 def test_storage_urls_that_cannot_be_reached_are_retried_then_reported(isolated):
     """with_retries retries transient storage errors with backoff and re-raises the last one."""
-    from lmbench.search import with_retries
+    from lmbench.tuning.storage import with_retries
 
     calls = []
 

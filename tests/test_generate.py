@@ -12,11 +12,10 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from lmbench.cli import app
-from lmbench.generate import (
-    EOS,
-    PAD,
+from lmbench.data.tokenizers import EOS, PAD
+from lmbench.generation.bleu import bleu_eval
+from lmbench.generation.decoding import (
     beam_search,
-    bleu_eval,
     decode,
     filter_logits,
     generate_ids,
@@ -198,8 +197,8 @@ def test_invalid_settings_name_the_option():
 
 
 def test_bleu_eval_on_text_pairs_and_records(tmp_path):
+    from lmbench.config.spec import DataSpec, EvalSpec
     from lmbench.data import prepare_data
-    from lmbench.spec import DataSpec, EvalSpec
 
     ev = EvalSpec(prefix_tokens=6, continuation_tokens=4, samples=3, bleu_prompts=5)
     text = prepare_data(DataSpec(size=3000, tokenizer="word"))

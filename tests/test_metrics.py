@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from lmbench.metrics import PAD, EvalSums, correct_sum, nll_sum, summarize
+from lmbench.data.tokenizers import PAD
+from lmbench.training.metrics import EvalSums, correct_sum, nll_sum, summarize
 
 
 def logits_from_probs(probs):

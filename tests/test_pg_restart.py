@@ -23,8 +23,8 @@ from _services import TINY, free_port, lmbench, wait_until
 from conftest import need
 from mlflow import MlflowClient
 
-from lmbench.search import study_name
-from lmbench.tracking import resolve_uri
+from lmbench.tracking.tracker import resolve_uri
+from lmbench.tuning.storage import study_name
 
 
 class PrivatePostgres:

@@ -25,9 +25,9 @@ from report_data import ABLATE, COMPARE, MODELS, SEEDS, cli, shared_experiments
 from scipy import stats as sps
 
 from lmbench.report.studies import study_view
-from lmbench.search import default_storage_path
 from lmbench.stats import format_mean_ci, format_p
-from lmbench.tracking import resolve_uri
+from lmbench.tracking.tracker import resolve_uri
+from lmbench.tuning.storage import default_storage_path
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -251,8 +251,8 @@ def test_special_characters_are_escaped(work):
 
 
 def test_summary_answer_search_and_reproduce(work):
-    from lmbench.experiments import root_key
-    from lmbench.spec import build_spec
+    from lmbench.config import build_spec
+    from lmbench.experiments.runtree import root_key
 
     text, doc = page(work, COMPARE)
     answer = doc.texts["p"][[i for i, p in enumerate(doc.texts["p"]) if "lowest mean test loss" in p][0]]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lmbench.search import make_pruner, open_storage, open_study, space_for, suggest, tell
-from lmbench.spec import build_spec
+from lmbench.config import build_spec, space_for
+from lmbench.tuning.samplers import make_pruner, suggest
+from lmbench.tuning.storage import open_storage, open_study
+from lmbench.tuning.trials import tell
 
 
 def _spec(sampler: str = "tpe", trials: int = 9, **extra: str):
@@ -71,7 +73,7 @@ def test_hyperband_first_rung_is_the_first_evaluation():
     ("{seconds: 10}", 50, 204800, False),    # a time budget cannot tell: pruning stays possible
 ])
 def test_last_evaluation_of_a_trial_is_not_pruned(budget, step, tokens, last):
-    from lmbench.search import last_eval
+    from lmbench.tuning.trials import last_eval
 
     spec = _spec(**{"train.budget": budget, "train.eval_interval": "50"})
     assert last_eval(spec, step, tokens) is last

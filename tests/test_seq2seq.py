@@ -10,13 +10,13 @@ import json
 import pytest
 import torch
 
+from lmbench.config.spec import DataSpec, EvalSpec
 from lmbench.data import BOS, EOS, PAD, prepare_data
 from lmbench.data.pairs import TASKS, answer, generate_pairs
-from lmbench.generate import bleu_eval
-from lmbench.metrics import nll_sum
+from lmbench.generation.bleu import bleu_eval
 from lmbench.models import build_model
 from lmbench.models.seq2seq import segment_masks
-from lmbench.spec import DataSpec, EvalSpec
+from lmbench.training.metrics import nll_sum
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

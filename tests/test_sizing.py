@@ -12,7 +12,7 @@ import torch
 
 from lmbench.errors import SpecError
 from lmbench.models import arch_names, build_model, get_arch, resolve_config
-from lmbench.sizing import SizingError, count_params, match_params
+from lmbench.models.sizing import SizingError, count_params, match_params
 
 V = 300
 ARCHS = arch_names()

@@ -7,8 +7,8 @@ import yaml
 from typer.testing import CliRunner
 
 from lmbench.cli import app
+from lmbench.config import build_spec, flatten, load_spec, resolved_dict, spec_hash
 from lmbench.errors import SpecError
-from lmbench.spec import build_spec, flatten, load_spec, resolved_dict, spec_hash
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
 

@@ -16,11 +16,12 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from lmbench.cli import app
+from lmbench.config import BudgetSpec, ScheduleSpec, build_spec
 from lmbench.models import arch_names
-from lmbench.schedule import Schedule, progress
-from lmbench.spec import BudgetSpec, ScheduleSpec, build_spec
-from lmbench.tracking import Tracker
-from lmbench.train import NonFiniteLoss, train
+from lmbench.tracking.tracker import Tracker
+from lmbench.training.loop import NonFiniteLoss
+from lmbench.training.run import train
+from lmbench.training.schedule import Schedule, progress
 
 QUICK = ["model.preset=small", "train.budget={steps: 24}", "train.eval_interval=8", "train.eval_tokens=1500",
          "train.log_interval=1", "train.batch_size=8", "data.seq_len=24", "data.size=12000",
@@ -48,7 +49,7 @@ def test_quick_train_every_architecture_lands_in_mlflow(arch, store, isolated):
     assert result.exit_code == 0, result.output
     c = client(store)
     exp = c.get_experiment_by_name("e2e")
-    runs = c.search_runs([exp.experiment_id], f"tags.`lmbench.arch` = '{arch}'", order_by=["start_time DESC"])
+    runs = c.search_runs([exp.experiment_id], f"tags.`lmbench.model` = '{arch}'", order_by=["start_time DESC"])
     run = runs[0]
     assert run.info.status == "FINISHED"
     p, t, m = run.data.params, run.data.tags, run.data.metrics
@@ -118,7 +119,7 @@ def test_exception_marks_run_failed(store):
 
 
 def test_nan_loss_fails_the_run_with_the_reason(store, monkeypatch):
-    from lmbench import train as train_mod
+    from lmbench.training import loop as train_mod
 
     holder = {}
     orig = train_mod.Trainer.__init__
@@ -264,8 +265,8 @@ def test_data_command_shows_corpus_stats(isolated):
 
 def test_sigterm_wrapped_in_another_error_still_ends_killed(store, monkeypatch):
     """A SIGTERM that lands inside, e.g., an import surfaces as that import's error: still KILLED."""
-    from lmbench import artifacts
-    from lmbench.train import Terminated
+    from lmbench.signals import Terminated
+    from lmbench.training import run as run_module  # train() calls log_run_artifacts from here
 
     def interrupted_import(*a, **k):
         try:
@@ -274,7 +275,7 @@ def test_sigterm_wrapped_in_another_error_still_ends_killed(store, monkeypatch):
         except Terminated as e:
             raise ImportError("initialization failed") from e
 
-    monkeypatch.setattr(artifacts, "log_run_artifacts", interrupted_import)
+    monkeypatch.setattr(run_module, "log_run_artifacts", interrupted_import)
     with pytest.raises(ImportError):
         _train(store, ["model.arch=rnn", "train.budget={steps: 4}"])
     run = _latest(store)
@@ -288,7 +289,7 @@ def test_an_explicit_tracking_uri_does_not_become_the_default(store, monkeypatch
     mlflow.set_tracking_uri writes the environment variable, so a Tracker that called it sent
     every later run of the process (tests, library users, benchmarks) to the first store.
     """
-    from lmbench.tracking import Tracker, resolve_uri
+    from lmbench.tracking.tracker import Tracker, resolve_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     Tracker("explicit", store)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from lmbench.cli import app
-from lmbench.tracking import Tracker
+from lmbench.tracking.tracker import Tracker
 
 START_SECONDS = 120  # the server imports MLflow's whole app: slow on a busy 2-core machine
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from lmbench.errors import UserError
+from lmbench.report import export, plots, views
 from lmbench.report.frames import ExperimentData, Section, Store, load_experiment, open_store
+from lmbench.report.plots import arch_colors
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,6 @@ def build_report(experiment: str, *, tracking_uri: str | None = None, storage: s
     check_writable(out_dir)
     data = load_experiment(experiment, tracking_uri, storage, store=store)
     parts = present(data)
-    from lmbench.report import export
 
     path = {"html": export.write_html, "md": export.write_md, "csv": export.write_csv}[fmt](data, parts, out_dir)
     if log_to_mlflow:
@@ -109,7 +110,6 @@ def _umask() -> int:
 
 def present(data: ExperimentData) -> list[dict[str, Any]]:
     """Per section: texts, tables and figures, ready for a template or a Markdown writer."""
-    from lmbench.report.plots import arch_colors
 
     extra = [g for s in data.sections for g in ([s.arch] if s.arch else s.groups)]
     colors = arch_colors(extra)
@@ -117,8 +117,6 @@ def present(data: ExperimentData) -> list[dict[str, Any]]:
 
 
 def present_section(sec: Section, colors: dict[str, str]) -> dict[str, Any]:
-    from lmbench.report import plots, views
-
     part: dict[str, Any] = {
         "id": sec.kind, "kind": sec.kind, "title": views.title(sec), "question": views.question(sec),
         "answer": views.answer(sec), "facts": sec.facts, "missing": sec.missing, "root_id": sec.root_id,

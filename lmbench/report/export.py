@@ -9,14 +9,13 @@ from typing import Any
 
 import pandas as pd
 
-from lmbench.report.build import write_atomic
+from lmbench.files import write_atomic
 from lmbench.report.frames import ExperimentData
+from lmbench.report.html import render_html
 from lmbench.report.views import TableView
 
 
 def write_html(data: ExperimentData, parts: list[dict[str, Any]], out: Path) -> Path:
-    from lmbench.report.html import render_html
-
     path = out / "index.html"
     write_atomic(path, render_html(data, parts))
     return path

@@ -24,16 +24,16 @@ from typing import Any
 
 import pandas as pd
 
+from lmbench.config import param_path
 from lmbench.errors import UserError
 from lmbench.report.studies import StudyView, find_storage, load_studies
+from lmbench.stats import ablation_table, compare_table
+from lmbench.tracking import schema
+from lmbench.tracking.tracker import resolve_uri
 
 log = logging.getLogger(__name__)
 
 ROOT_KINDS = ("compare", "ablate", "tune")
-PARENT_TAG = "mlflow.parentRunId"
-# Final-run metrics that the tables summarise (mean ± CI over seeds), when present.
-METRICS = ["test_loss", "test_ppl", "test_accuracy", "test_bleu", "test_excess", "test_bits_per_token",
-           "final_val_loss", "train_tokens_per_sec", "train_seconds"]
 HISTORY = ("val_loss", "train_loss", "tokens_seen")
 SAMPLES_ARTIFACT = "samples/samples.json"
 MAX_SAMPLES = 3
@@ -81,7 +81,7 @@ class Store:
         self.runs = _all_runs(client, experiment_id)
         self.children: dict[str, list] = defaultdict(list)
         for r in self.runs:  # newest first, as searched
-            parent = r.data.tags.get(PARENT_TAG)
+            parent = r.data.tags.get(schema.PARENT_TAG)
             if parent:
                 self.children[parent].append(r)
 
@@ -90,7 +90,7 @@ class Store:
         out = []
         for r in self.children.get(run.info.run_id, []):
             t = r.data.tags
-            if (kind is None or t.get("lmbench.kind") == kind) and all(t.get(k) == v for k, v in tags.items()):
+            if (kind is None or t.get(schema.KIND) == kind) and all(t.get(k) == v for k, v in tags.items()):
                 out.append(r)
         return out
 
@@ -144,8 +144,6 @@ def open_store(experiment: str, tracking_uri: str | None = None) -> tuple[Store,
     """The experiment's runs; an unknown experiment or one with no finished run is a UserError."""
     from mlflow import MlflowClient
 
-    from lmbench.tracking import resolve_uri
-
     uri = resolve_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         # opening a missing SQLite store would create it: a report never writes to the store
@@ -159,7 +157,7 @@ def open_store(experiment: str, tracking_uri: str | None = None) -> tuple[Store,
     store = Store(client, exp.experiment_id)
     if not any(r.info.status == "FINISHED" for r in store.runs):
         raise UserError(f"experiment {experiment!r}", "has no finished runs yet")
-    if not any(r.data.tags.get("lmbench.kind") in ROOT_KINDS for r in store.runs):
+    if not any(r.data.tags.get(schema.KIND) in ROOT_KINDS for r in store.runs):
         raise UserError(f"experiment {experiment!r}", "has only single training runs; a report needs lmbench "
                         "compare, ablate or tune")
     return store, uri
@@ -168,13 +166,12 @@ def open_store(experiment: str, tracking_uri: str | None = None) -> tuple[Store,
 def load_experiment(experiment: str, tracking_uri: str | None = None, storage: str | None = None,
                     store: Store | None = None) -> ExperimentData:
     """Read every section of ``experiment``: the latest compare, ablate and tune root runs."""
-    from lmbench.tracking import resolve_uri
 
     if store is None:
         store, _ = open_store(experiment, tracking_uri)
     sections = []
     for kind in ROOT_KINDS:
-        roots = [r for r in store.runs if r.data.tags.get("lmbench.kind") == kind and PARENT_TAG not in r.data.tags]
+        roots = [r for r in store.runs if r.data.tags.get(schema.KIND) == kind and schema.PARENT_TAG not in r.data.tags]
         if roots:  # newest first: a changed spec makes a new root; the latest one is the answer
             build = {"compare": compare_section, "ablate": ablate_section, "tune": tune_section}[kind]
             sections.append(build(store, roots[0], experiment, storage))
@@ -186,12 +183,11 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, storage: s
 
 def compare_section(store: Store, root, experiment: str, storage: str | None) -> Section:
     """Per model: finished seed runs, curves, the study and best params; notes on what is missing."""
-    from lmbench.stats import compare_table
 
     sec = Section("compare", root)
     model_runs = {}
     for r in reversed(store.kids(root, "model")):  # oldest first: run order, the latest run per model wins
-        model_runs[r.data.tags.get("lmbench.model", r.info.run_name)] = r
+        model_runs[schema.model_of(r.data.tags) or r.info.run_name] = r
     listed = [m for m in root.data.params.get("models", "").split(",") if m]
     seeds = _int(root.data.params.get("seeds"))
     rows = []
@@ -200,8 +196,8 @@ def compare_section(store: Store, root, experiment: str, storage: str | None) ->
         if mrun is None:
             sec.missing.append(f"{arch}: not started")
             continue
-        if "best_params" in mrun.data.tags:
-            sec.best_params[arch] = json.loads(mrun.data.tags["best_params"])
+        if schema.BEST_PARAMS in mrun.data.tags:
+            sec.best_params[arch] = json.loads(mrun.data.tags[schema.BEST_PARAMS])
         finals = _final_runs(store, mrun, seeds, arch, sec.missing)
         if mrun.info.status != "FINISHED":
             sec.missing.append(f"{arch}: its model run is {mrun.info.status}" + _failure(store, mrun))
@@ -212,21 +208,19 @@ def compare_section(store: Store, root, experiment: str, storage: str | None) ->
         sec.table = compare_table(sec.runs.drop(columns=["group", "run_id"]), metric="test_loss")
     _fill_common(store, sec, experiment)
     sec.studies = _studies(store, sec, experiment, storage, list(model_runs),
-                           {a: r.data.tags.get("optuna.study") for a, r in model_runs.items()})
+                           {a: r.data.tags.get(schema.STUDY) for a, r in model_runs.items()})
     return sec
 
 
 def ablate_section(store: Store, root, experiment: str, storage: str | None) -> Section:
     """Per ablated value: finished seed runs and curves; the table from :func:`stats.ablation_table`."""
-    from lmbench.search import param_path
-    from lmbench.stats import ablation_table
 
-    sec = Section("ablate", root, arch=root.data.tags.get("lmbench.model"))
+    sec = Section("ablate", root, arch=schema.model_of(root.data.tags))
     params = [p for p in root.data.params.get("params", "").split(",") if p]
     seeds = None  # the seeds are not a root param: every value is compared with the baseline's count
     value_runs = {}
     for r in reversed(store.kids(root, "value")):
-        value_runs[r.data.tags.get("ablate.value", r.info.run_name)] = r
+        value_runs[r.data.tags.get(schema.ABLATE_VALUE, r.info.run_name)] = r
     if "baseline" not in value_runs:
         sec.missing.append("baseline: not started")
     per_label = {label: _final_runs(store, r, seeds, label, sec.missing) for label, r in value_runs.items()}
@@ -259,10 +253,10 @@ def ablate_section(store: Store, root, experiment: str, storage: str | None) -> 
 
 def tune_section(store: Store, root, experiment: str, storage: str | None) -> Section:
     """A single study: the search part of the report only."""
-    arch = root.data.tags.get("lmbench.model", "?")
+    arch = schema.model_of(root.data.tags) or "?"
     sec = Section("tune", root, arch=arch, groups=[arch])
-    if "best_params" in root.data.tags:
-        sec.best_params[arch] = json.loads(root.data.tags["best_params"])
+    if schema.BEST_PARAMS in root.data.tags:
+        sec.best_params[arch] = json.loads(root.data.tags[schema.BEST_PARAMS])
     _fill_common(store, sec, experiment)
     sec.studies = _studies(store, sec, experiment, storage, [arch], {})
     return sec
@@ -281,7 +275,7 @@ def _final_runs(store: Store, parent, seeds: int | None, label: str, missing: li
     by_seed: dict[str, Any] = {}
     others: dict[str, str] = {}
     for r in store.kids(parent, None, stage="final"):
-        seed = r.data.tags.get("seed", "?")
+        seed = r.data.tags.get(schema.SEED, "?")
         if r.info.status == "FINISHED":
             by_seed.setdefault(seed, r)
         else:
@@ -292,12 +286,12 @@ def _final_runs(store: Store, parent, seeds: int | None, label: str, missing: li
         missing.append(f"{label}: {len(by_seed)} of {seeds} seed runs finished" + (f" ({detail})" if detail else ""))
     elif seeds is None and unfinished:
         missing.append(f"{label}: " + ", ".join(f"seed {s} {st}" for s, st in sorted(unfinished.items())))
-    return sorted(by_seed.values(), key=lambda r: _int(r.data.tags.get("seed")) or 0)
+    return sorted(by_seed.values(), key=lambda r: _int(r.data.tags.get(schema.SEED)) or 0)
 
 
 def _metric_row(run, **columns: Any) -> dict[str, Any]:
-    row = {**columns, "seed": _int(run.data.tags.get("seed")), "run_id": run.info.run_id}
-    row.update({m: run.data.metrics[m] for m in METRICS if m in run.data.metrics})
+    row = {**columns, "seed": _int(run.data.tags.get(schema.SEED)), "run_id": run.info.run_id}
+    row.update({m: run.data.metrics[m] for m in schema.METRICS if m in run.data.metrics})
     if "params.non_embedding" in run.data.params:
         row["params_non_embedding"] = int(run.data.params["params.non_embedding"])
     return row

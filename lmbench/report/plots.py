@@ -23,6 +23,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from lmbench.models import arch_names
 from lmbench.stats import mean_ci  # noqa: E402
 
 DPI = 110
@@ -31,7 +32,6 @@ BAND_NOTE = "lines: mean over seeds; bands: 95% t-CI; faint: training loss"
 
 def arch_colors(extra: Iterable[str] = ()) -> dict[str, str]:
     """Architecture -> hex colour: registry order on seaborn's colour-blind palette, so stable."""
-    from lmbench.models import arch_names
 
     names = list(dict.fromkeys([*arch_names(), *extra]))
     palette = sns.color_palette("colorblind", max(len(names), 1)).as_hex()

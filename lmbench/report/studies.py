@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from lmbench.errors import SpecError
+from lmbench.tuning.storage import default_storage_path, open_storage, study_name
 
 
 @dataclass
@@ -22,7 +23,6 @@ class StudyView:
     note: str = ""  # why importances (or the whole study) are not shown
 
 
-
 def find_storage(experiment: str, storage: str | None, stored_url: str | None, missing: list[str]):
     """The Optuna storage: --storage, else the runs' ``search.storage``, else the journal in studies/.
 
@@ -31,8 +31,6 @@ def find_storage(experiment: str, storage: str | None, stored_url: str | None, m
     """
     import optuna
     from optuna.storages.journal import JournalFileBackend
-
-    from lmbench.search import default_storage_path, open_storage
 
     if storage:
         return open_storage(storage, experiment)
@@ -53,8 +51,6 @@ def find_storage(experiment: str, storage: str | None, stored_url: str | None, m
 def load_studies(storage, experiment: str, models: list[str], names: dict[str, str | None]) -> list[StudyView]:
     """Each model's study (named by its model run's ``optuna.study`` tag, else ``<experiment>/<model>``)."""
     import optuna
-
-    from lmbench.search import study_name
 
     if storage is None:
         return []

@@ -2,19 +2,15 @@
 
 The loop never branches on the architecture: every model maps ``(idx, state) -> (logits, state)``;
 the data says whether a batch continues the previous one (``batch.carry``), and only then is the
-(detached) state carried over — truncated BPTT for recurrent models, a no-op for the others.
+(detached) state carried over - truncated BPTT for recurrent models, a no-op for the others.
 
 Host/device synchronisation happens only at log and eval intervals: the training loss is
-accumulated on the device and read back once per ``log_interval`` steps.
-"""
+accumulated on the device and read back once per ``log_interval`` steps."""
 
 from __future__ import annotations
 
-import logging
 import math
-import signal
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,21 +18,23 @@ from typing import Any
 
 import torch
 
-from lmbench import checkpoint
-from lmbench.metrics import EvalSums, correct_sum, nll_sum, summarize
-from lmbench.runtime import Runtime, pick_runtime, rng_state, seed_everything, set_rng_state
-from lmbench.schedule import Schedule, progress
-from lmbench.spec import ExperimentSpec, TrainSpec, dump_raw
-
-log = logging.getLogger(__name__)
+from lmbench.config import ExperimentSpec, TrainSpec, dump_raw
+from lmbench.generation.bleu import bleu_enabled, bleu_eval
+from lmbench.models import build_model
+from lmbench.training import checkpoint
+from lmbench.training.metrics import EvalSums, correct_sum, nll_sum, summarize
+from lmbench.training.runtime import (
+    Runtime,
+    pick_runtime,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from lmbench.training.schedule import Schedule, progress
 
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite: the run is marked FAILED with this reason."""
-
-
-class Terminated(BaseException):
-    """Raised from the SIGTERM handler so the run can checkpoint and end KILLED."""
 
 
 class RunStopped(Exception):
@@ -61,20 +59,6 @@ class LoopState:
     bad_evals: int = 0
     stop_reason: str = ""
     curve: list[list[float]] = field(default_factory=list)  # [step, tokens, train_loss, val_loss|nan]
-
-
-@dataclass
-class TrainResult:
-    run_id: str | None
-    steps: int
-    tokens: int
-    seconds: float
-    best_val_loss: float
-    stop_reason: str
-    final: dict[str, float]
-    num_params: dict[str, int]
-    checkpoint_dir: Path
-    tokens_per_sec: float
 
 
 Hook = Callable[[int, int, dict[str, float]], None]  # (step, tokens, metrics)
@@ -112,20 +96,32 @@ def evaluate(model: torch.nn.Module, batches, rt: Runtime) -> EvalSums:
     return EvalSums(float(nll.item()), tokens, int(correct.item()))
 
 
+@dataclass(frozen=True)
+class Built:
+    """The model of a run on its device, built before the run's MLflow run exists."""
+
+    runtime: Runtime
+    model: torch.nn.Module
+
+    @classmethod
+    def of(cls, spec: ExperimentSpec, vocab_size: int) -> Built:
+        """Seed first, then build: the initial weights are a pure function of the seed."""
+        t, m = spec.train, spec.model
+        rt = pick_runtime(t)
+        seed_everything(t.seed, t.deterministic)
+        return cls(rt, build_model(m.arch, vocab_size, m.preset, m.config).to(rt.device))
+
+
 class Trainer:
     """One training run: owns the model, optimizer, schedule, loop state and its tracking."""
 
-    def __init__(self, spec: ExperimentSpec, data, tracker=None, *, quiet: bool = False,
-                 workdir: Path = Path("."), on_eval: Hook | None = None, on_step: Hook | None = None):
-        from lmbench.models import build_model
-
+    def __init__(self, spec: ExperimentSpec, data, built: Built, *, run_id: str, ckpt_root: Path,
+                 tracker=None, quiet: bool = False, on_eval: Hook | None = None, on_step: Hook | None = None):
         self.spec, self.data, self.tracker, self.quiet = spec, data, tracker, quiet
+        self.run_id, self.ckpt_root = run_id, ckpt_root
         self.on_eval, self.on_step = on_eval, on_step
         t = spec.train
-        self.rt = pick_runtime(t)
-        seed_everything(t.seed, t.deterministic)
-        m = spec.model
-        self.model = build_model(m.arch, data.tokenizer.vocab_size, m.preset, m.config).to(self.rt.device)
+        self.rt, self.model = built.runtime, built.model
         self.step_model = torch.compile(self.model) if t.compile else self.model
         self.opt = make_optimizer(self.model, t, self.rt.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.rt.amp_dtype == torch.float16)
@@ -133,9 +129,7 @@ class Trainer:
         self.batcher = data.train_batches(t.batch_size, spec.data.seq_len, t.seed)
         self.loop = LoopState()
         self.carry = None  # hidden state carried between contiguous batches
-        self.run_id: str | None = None
-        self.ckpt_root = workdir / "checkpoints"
-        self.signalled = False  # set by the SIGTERM handler
+        self.last_lr = t.lr
         self.samples: list[dict[str, str]] = []  # (prompt, reference, generation) rows of the final BLEU
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -161,9 +155,10 @@ class Trainer:
         return checkpoint.save(self.ckpt_root, tag, self.model, self.state_dict(), self.loop.step,
                                val_loss=self.loop.best_val)
 
-    def resume(self, ckpt_dir: Path) -> None:
+    def resume(self, ckpt_dir: Path, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: its weights, and its ``state`` (read by the caller first)."""
         checkpoint.load_weights(ckpt_dir, self.model, self.rt.device)
-        self.load_state_dict(checkpoint.load_state(ckpt_dir))
+        self.load_state_dict(state)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -231,7 +226,7 @@ class Trainer:
         if self.tracker:
             self.tracker.log_metrics(metrics, lp.step)
         if bar is not None:
-            bar.update(self, train_loss, tps)
+            bar.update(self.loop, train_loss, tps)
 
     def _periodic_eval(self) -> bool:
         """Evaluate on the fixed validation subset; returns True when early stopping triggers."""
@@ -276,7 +271,6 @@ class Trainer:
 
     def _final_bleu(self, splits: tuple[str, ...]) -> dict[str, float]:
         """``{final_val,test}_bleu`` (+ ``_p1``..``_p4``, ``_bp``) when BLEU is on; keeps test samples."""
-        from lmbench.generate import bleu_enabled, bleu_eval
 
         if not bleu_enabled(self.spec.eval, self.data):
             return {}
@@ -291,12 +285,10 @@ class Trainer:
 
     def _interval_bleu(self) -> None:
         """``val_bleu`` on ``eval.bleu_prompts`` validation prompts every ``eval.bleu_interval`` steps."""
-        from lmbench.generate import bleu_enabled, bleu_eval
 
         if self.tracker is not None and bleu_enabled(self.spec.eval, self.data):
             scores, _ = bleu_eval(self.model, self.data, "val", self.spec.eval)
             self.tracker.log_metrics({"val_bleu": scores["bleu"]}, self.loop.step)
-
 
     def _chars_evaluated(self, split: str, targets: int) -> float | None:
         """Characters covered by the evaluated targets, for bits per character.
@@ -316,129 +308,3 @@ def _map_tensors(obj, fn):
     if isinstance(obj, (tuple, list)):
         return type(obj)(_map_tensors(o, fn) for o in obj)
     return obj
-
-
-# ---------------------------------------------------------------------------------------------
-# entry point
-
-
-def train(spec: ExperimentSpec, *, tracker=None, resume: Path | None = None, resume_run_id: str | None = None,
-          parent_run_id: str | None = None, run_name: str | None = None, tags: dict[str, str] | None = None,
-          quiet: bool = False, workdir: Path = Path("."), on_eval: Hook | None = None,
-          on_step: Hook | None = None, data=None, final_splits: tuple[str, ...] = ("val", "test")) -> TrainResult:
-    """Train one model as the spec says, tracking it in ``tracker`` (an MLflow Tracker) if given.
-
-    The data and model are built before any MLflow run exists, so bad data or a bad model config
-    never leaves a run behind. ``resume`` is a checkpoint directory to continue from; with
-    ``resume_run_id`` the same MLflow run is continued. ``final_splits``: what the final
-    evaluation scores (tuning trials score only "val": their test loss must not be looked at).
-    Runs that score no test split (tuning trials) also skip generation (BLEU) and the curve plot.
-    """
-    from lmbench.data import prepare_data
-
-    data = data or prepare_data(spec.data, progress=not quiet)
-    tr = Trainer(spec, data, tracker, quiet=quiet, workdir=workdir, on_eval=on_eval, on_step=on_step)
-    if resume is not None:
-        tr.resume(resume)
-    n_params = tr.model.num_params()
-    if tracker is None:
-        tr.run_id = uuid.uuid4().hex
-    elif resume_run_id:
-        tracker.reopen(resume_run_id)
-        tr.run_id = resume_run_id
-    else:
-        tr.run_id = _open_run(tr, n_params, parent_run_id, run_name, tags)
-    tr.ckpt_root = workdir / "checkpoints" / tr.run_id
-    if resume is not None and not resume_run_id:
-        # a retried trial: a new run that takes over its predecessor's best weights, so its final
-        # evaluation uses them even if it does not improve on them
-        checkpoint.adopt(Path(resume).parent, tr.ckpt_root)
-    if tracker is not None:
-        tracker.set_tags({"lmbench.checkpoint_dir": str(tr.ckpt_root.resolve())})
-    from lmbench.artifacts import save_model_card
-
-    save_model_card(tr, tr.ckpt_root)  # what `lmbench generate <checkpoint>` needs besides weights
-    return _run_tracked(tr, n_params, final_splits)
-
-
-def _open_run(tr: Trainer, n_params: dict[str, int], parent_run_id: str | None, run_name: str | None,
-              tags: dict[str, str] | None) -> str:
-    """Create the MLflow run: the flattened resolved spec as params, provenance as tags."""
-    from lmbench.spec import flatten, resolved_dict, spec_hash
-
-    spec = tr.spec
-    run_tags = {"lmbench.kind": "train", "lmbench.spec_hash": spec_hash(spec), "lmbench.arch": spec.model.arch,
-                "device": str(tr.rt.device), "device.name": tr.rt.name, "precision": tr.rt.precision,
-                "mlflow.source.name": "lmbench train", **(tags or {})}
-    params = {**flatten(resolved_dict(spec)), **{f"params.{k}": v for k, v in n_params.items()},
-              "data.vocab_size_actual": tr.data.tokenizer.vocab_size}
-    name = run_name or f"{spec.model.arch}-s{spec.train.seed}"
-    return tr.tracker.start(name, params, run_tags, parent_run_id)
-
-
-def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str, ...]) -> TrainResult:
-    """Run the loop with truthful statuses: FINISHED, FAILED (exception) or KILLED (signal)."""
-    from lmbench.artifacts import log_run_artifacts
-    from lmbench.progress import TrainProgress
-
-    previous = _install_sigterm(tr)
-    status = "FAILED"
-    try:
-        with TrainProgress(tr.spec.train.budget, disabled=tr.quiet) as bar:
-            tr.run(bar)
-        tr.save("last")
-        final = tr.final_eval(final_splits)
-        if tr.tracker is not None:
-            summary = {"tokens_seen": tr.loop.tokens, "train_seconds": tr.loop.elapsed,
-                       "train_tokens_per_sec": tr.loop.tokens / max(tr.loop.elapsed, 1e-9)}
-            tr.tracker.log_metrics({**final, **summary}, tr.loop.step, synchronous=True)
-            tr.tracker.set_tags({"lmbench.stop_reason": tr.loop.stop_reason})
-            # tuning trials (scored on val only) skip the plot: their metric history is the curve,
-            # and rendering it cost about as much CPU as a short trial's training
-            log_run_artifacts(tr, final, curve_png="test" in final_splits)
-        status = "FINISHED"
-    except RunStopped as e:
-        status = e.status
-        if tr.tracker is not None:
-            tr.tracker.set_tags(e.tags)
-        raise
-    except (KeyboardInterrupt, Terminated):
-        status = "KILLED"
-        _save_on_interrupt(tr)
-        raise
-    except BaseException as e:
-        if tr.signalled:  # the signal surfaced wrapped in another error (e.g. during an import)
-            status = "KILLED"
-            _save_on_interrupt(tr)
-        elif tr.tracker is not None:
-            tr.tracker.set_tags({"lmbench.failure": f"{type(e).__name__}: {e}"[:5000]})
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        if tr.tracker is not None:
-            tr.tracker.finish(status)
-    lp = tr.loop
-    return TrainResult(tr.run_id, lp.step, lp.tokens, lp.elapsed, lp.best_val, lp.stop_reason, final, n_params,
-                       tr.ckpt_root, lp.tokens / max(lp.elapsed, 1e-9))
-
-
-def _save_on_interrupt(tr: Trainer) -> None:
-    """Checkpoint where we stopped so ``--resume`` continues exactly here."""
-    try:
-        tr.save("last")
-        if tr.tracker is not None:
-            tr.tracker.set_tags({"lmbench.stop_reason": f"interrupted at step {tr.loop.step}"})
-    except Exception as e:  # the interruption itself must still be reported
-        log.warning("could not checkpoint on interrupt: %s", e)
-
-
-def _install_sigterm(tr: Trainer):
-    def handler(signum, frame):
-        tr.signalled = True  # remembered: the exception may be wrapped by whatever it interrupts
-        raise Terminated(f"signal {signum}")
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        return None

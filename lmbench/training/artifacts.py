@@ -10,7 +10,8 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from lmbench import checkpoint
+from lmbench.config import to_yaml
+from lmbench.training import checkpoint
 
 
 def plot_curve(curve: list[list[float]], path: Path, title: str) -> None:
@@ -37,45 +38,41 @@ def plot_curve(curve: list[list[float]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def model_card(trainer) -> dict:
+def model_card(model, data) -> dict:
     """What is needed to rebuild the model around the saved weights (used by generate/resume)."""
-    m = trainer.model
-    return {"arch": m.arch, "vocab_size": trainer.data.tokenizer.vocab_size, "config": asdict(m.config),
-            "num_params": m.num_params(), "data_kind": trainer.data.kind}
+    return {"arch": model.arch, "vocab_size": data.tokenizer.vocab_size, "config": asdict(model.config),
+            "num_params": model.num_params(), "data_kind": data.kind}
 
 
-def save_model_card(trainer, folder: Path) -> None:
+def save_model_card(model, data, folder: Path) -> None:
     """``model.json`` and ``tokenizer/`` in ``folder`` (a run's checkpoint root), so a checkpoint
     there can be loaded for generation without MLflow."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.json").write_text(json.dumps(model_card(trainer), indent=2))
-    trainer.data.tokenizer.save(folder / "tokenizer")
+    (folder / "model.json").write_text(json.dumps(model_card(model, data), indent=2))
+    data.tokenizer.save(folder / "tokenizer")
 
 
-def log_run_artifacts(trainer, final: dict[str, float], curve_png: bool = True) -> None:
-    """Log the run's artifacts to MLflow: spec.yaml, tokenizer/, checkpoint/, curve.png, stats."""
-    from lmbench.spec import to_yaml
-
-    tracker = trainer.tracker
+def log_run_artifacts(tracker, spec, ckpt_root: Path, summary: dict, curve: list | None,
+                      samples: list[dict[str, str]]) -> None:
+    """Log a finished run's artifacts: spec.yaml, tokenizer/, checkpoint/ (best weights and model
+    card), summary.json, curve.png (unless ``curve`` is None) and samples/samples.json."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        (out / "spec.yaml").write_text(to_yaml(trainer.spec))
+        (out / "spec.yaml").write_text(to_yaml(spec))
         tracker.log_artifact(out / "spec.yaml")
-        root = trainer.ckpt_root  # train() saved model.json and tokenizer/ there (save_model_card)
-        tracker.log_artifact(root / "tokenizer", "tokenizer")
+        tracker.log_artifact(ckpt_root / "tokenizer", "tokenizer")  # train() saved it (save_model_card)
         ckpt = out / "checkpoint"
         ckpt.mkdir()
-        best = checkpoint.locate(root, "best")
+        best = checkpoint.locate(ckpt_root, "best")
         shutil.copy(best / checkpoint.WEIGHTS, ckpt / checkpoint.WEIGHTS)
-        shutil.copy(root / "model.json", ckpt / "model.json")
+        shutil.copy(ckpt_root / "model.json", ckpt / "model.json")
         tracker.log_artifact(ckpt, "checkpoint")
-        if curve_png:
-            plot_curve(trainer.loop.curve, out / "curve.png", f"{trainer.spec.model.arch} on {trainer.spec.data.source}")
+        if curve is not None:
+            plot_curve(curve, out / "curve.png", f"{spec.model.arch} on {spec.data.source}")
             tracker.log_artifact(out / "curve.png")
-        stats = {"data": trainer.data.stats, "final": final, "stop_reason": trainer.loop.stop_reason}
-        (out / "summary.json").write_text(json.dumps(stats, indent=2, default=str))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         tracker.log_artifact(out / "summary.json")
-        if trainer.samples:  # read by the report: a list of {"prompt", "reference", "generation"}
+        if samples:  # read by the report: a list of {"prompt", "reference", "generation"}
             (out / "samples").mkdir()
-            (out / "samples" / "samples.json").write_text(json.dumps(trainer.samples, indent=1, ensure_ascii=False))
+            (out / "samples" / "samples.json").write_text(json.dumps(samples, indent=1, ensure_ascii=False))
             tracker.log_artifact(out / "samples", "samples")

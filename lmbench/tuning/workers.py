@@ -6,7 +6,7 @@ overshot). Every study carries what a worker needs to join it (the spec, the par
 so ``lmbench worker --experiment NAME --storage URL`` on another machine needs nothing else.
 
 A worker stays until every study it serves is complete, recovering dead trials meanwhile
-(:mod:`lmbench.liveness`), so a trial whose worker died is retried by a surviving or a fresh one.
+(:mod:`lmbench.tuning.liveness`), so a trial whose worker died is retried by a surviving or a fresh one.
 Workers are spawned (not forked) so each starts with a clean torch runtime; on CPU the cores are
 split between them, on GPUs the devices are assigned round-robin. SIGTERM (pre-emption) stops a
 worker gracefully: its trial checkpoints, is queued for retry and its run ends KILLED.
@@ -14,25 +14,38 @@ worker gracefully: its trial checkpoints, is queued for retry and its run ends K
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import multiprocessing as mp
 import os
-import signal
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import optuna
+
+from lmbench.config import ExperimentSpec, build_spec, dump_raw
 from lmbench.errors import SpecError, UserError
-from lmbench.spec import ExperimentSpec, build_spec, dump_raw
+from lmbench.signals import TERMINATED_EXIT, Terminated, on_sigterm, sigterm_raises
+from lmbench.tracking.tracker import resolve_uri
+from lmbench.tuning.liveness import Heartbeat, Liveness
+from lmbench.tuning.storage import (
+    default_storage_path,
+    open_storage,
+    open_study,
+    study_lock,
+    with_retries,
+)
+from lmbench.tuning.trials import next_trial, progress_of, run_trial, total_trials
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0  # how often an idle worker or a waiting driver looks at the studies again
-SPEC_ATTR, PARENT_ATTR, ARCH_ATTR = "lmbench.spec", "lmbench.parent_run_id", "lmbench.arch"
-TERMINATED_EXIT = 128 + signal.SIGTERM  # a worker stopped by SIGTERM exits like the shell reports it
+# what a study stores for workers that join it (user attributes)
+SPEC_ATTR, PARENT_ATTR, MODEL_ATTR = "lmbench.spec", "lmbench.parent_run_id", "lmbench.model"
+LEGACY_MODEL_ATTR = "lmbench.arch"  # studies published before 0.2: read, never written
 
 
 def device_list(devices: str | None, default: str) -> list[str]:
@@ -67,11 +80,9 @@ class Assignment:
     study: Any
     storage: Any
     total: int
-    live: Any  # lmbench.liveness.Liveness
+    live: Any  # lmbench.tuning.liveness.Liveness
 
     def progress(self) -> dict[str, int]:
-        from lmbench.search import progress_of
-
         return progress_of(self.study)
 
     def complete(self) -> bool:
@@ -80,9 +91,6 @@ class Assignment:
 
 
 def assignment(spec: ExperimentSpec, arch: str, parent_run_id: str | None, storage=None) -> Assignment:
-    from lmbench.liveness import Liveness
-    from lmbench.search import open_storage, open_study, total_trials
-
     live = Liveness.of(spec)
     storage = storage or open_storage(spec.search.storage, spec.experiment_name, live)
     return Assignment(spec, arch, parent_run_id, open_study(spec, arch, storage), storage,
@@ -91,14 +99,12 @@ def assignment(spec: ExperimentSpec, arch: str, parent_run_id: str | None, stora
 
 def publish(spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> None:
     """Store the spec and the parent run on the study, so workers elsewhere can join it."""
-    from lmbench.search import open_storage, open_study
-    from lmbench.tracking import resolve_uri
 
     raw = dump_raw(spec)
     # the URI as this process resolves it ($MLFLOW_TRACKING_URI too): the runs must meet in one store
     raw["tracking"]["tracking_uri"] = resolve_uri(spec.tracking.tracking_uri)
     study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
-    for key, value in ((PARENT_ATTR, parent_run_id), (ARCH_ATTR, arch), (SPEC_ATTR, raw)):  # the spec last:
+    for key, value in ((PARENT_ATTR, parent_run_id), (MODEL_ATTR, arch), (SPEC_ATTR, raw)):  # the spec last:
         # it marks the study as published
         study.set_user_attr(key, value)
 
@@ -109,11 +115,9 @@ def work(assignments: Callable[[], list[Assignment]], max_trials: int | None = N
     With nothing to ask for while other workers' trials still run, wait: one of them may die and
     its retry must be run by someone.
     """
-    from lmbench.liveness import Heartbeat
-    from lmbench.search import next_trial, run_trial, with_retries
 
     done = 0
-    with _sigterm_raises():
+    with sigterm_raises():
         while max_trials is None or done < max_trials:
             current = assignments()
             for a in current:
@@ -138,35 +142,13 @@ def run_worker(spec: ExperimentSpec, arch: str, parent_run_id: str | None, max_t
     return work(lambda: [a], max_trials)
 
 
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises :class:`lmbench.train.Terminated` in the main thread (training installs its
-    own handler, which checkpoints); elsewhere signals are left alone."""
-    from lmbench.train import Terminated
-
-    def handler(signum, frame):
-        raise Terminated(f"signal {signum}")
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 # -- local worker processes ----------------------------------------------------------------------
 
 
 def _process_main(fn: Callable[..., Any], device: str | None, threads: int | None, *args) -> None:
     """Entry point of a spawned worker process: set up logging and threads, run, exit truthfully."""
-    import sys
 
     import torch
-
-    from lmbench.train import Terminated
 
     logging.basicConfig(level=logging.INFO, format=f"[worker {os.getpid()}] %(message)s")
     if threads:
@@ -182,9 +164,8 @@ def _run_processes(fn: Callable[..., Any], devices: list[str], workers: int, *ar
     """Run ``fn(device, *args)`` in ``workers`` spawned processes; returns their exit codes.
 
     SIGTERM to this process is passed on to the workers, which stop gracefully; then
-    :class:`lmbench.train.Terminated` is raised here too.
+    :class:`lmbench.signals.Terminated` is raised here too.
     """
-    from lmbench.train import Terminated
 
     ctx = mp.get_context("spawn")
     threads = threads_per_worker(workers)
@@ -192,24 +173,21 @@ def _run_processes(fn: Callable[..., Any], devices: list[str], workers: int, *ar
                          name=f"lmbench-worker-{i}") for i in range(workers)]
     terminated = threading.Event()
 
-    def forward(signum, frame):
+    def forward(signum: int) -> None:
         terminated.set()
         for p in procs:
             p.terminate()  # SIGTERM: the worker checkpoints and queues its trial for retry
 
-    previous = signal.signal(signal.SIGTERM, forward) if threading.current_thread() is threading.main_thread() else None
-    for p in procs:
-        p.start()
-    try:
+    with on_sigterm(forward):
         for p in procs:
-            p.join()
-    except KeyboardInterrupt:  # the workers got the same SIGINT: let them mark their trials, then stop
-        for p in procs:
-            p.join(timeout=30)
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            p.start()
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:  # the workers got the same SIGINT: let them mark their trials, then stop
+            for p in procs:
+                p.join(timeout=30)
+            raise
     if terminated.is_set():
         raise Terminated("signal 15 (passed on to the workers)")
     return [p.exitcode for p in procs]
@@ -245,7 +223,6 @@ def run_study(spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> Non
 
 def wait_for_study(a: Assignment) -> None:
     """``--workers 0``: recover dead trials and print progress until the study is complete."""
-    from lmbench.search import study_lock, with_retries
 
     log.info("%s: waiting for workers: lmbench worker --experiment %s%s", a.study.study_name,
              a.spec.experiment_name, f" --storage {a.spec.search.storage}" if a.spec.search.storage else "")
@@ -272,12 +249,12 @@ def wait_for_study(a: Assignment) -> None:
 
 def published(storage, experiment: str) -> list[tuple[str, dict, str | None]]:
     """(arch, stored spec, parent run id) of the experiment's studies, in the order they were made."""
-    import optuna
 
     out = []
     for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if s.study_name.startswith(f"{experiment}/") and SPEC_ATTR in s.user_attrs:
-            out.append((s.user_attrs[ARCH_ATTR], s.user_attrs[SPEC_ATTR], s.user_attrs.get(PARENT_ATTR)))
+            arch = s.user_attrs.get(MODEL_ATTR) or s.user_attrs[LEGACY_MODEL_ATTR]
+            out.append((arch, s.user_attrs[SPEC_ATTR], s.user_attrs.get(PARENT_ATTR)))
     return out
 
 
@@ -293,8 +270,6 @@ def _joined_spec(raw: dict, storage_url: str | None, tracking_uri: str | None, d
 def _experiment_worker(device: str | None, experiment: str, storage_url: str | None, tracking_uri: str | None,
                        overrides: list[str], spec_raw: dict | None, max_trials: int | None) -> int:
     """Serve every published study of ``experiment`` until all are complete."""
-    from lmbench.liveness import Liveness
-    from lmbench.search import open_storage, with_retries
 
     plain = open_storage(storage_url, experiment)
     live_storage = None  # with heartbeats configured as the experiment's spec says
@@ -322,7 +297,6 @@ def join(experiment: str, storage_url: str | None, *, tracking_uri: str | None =
     later). ``spec_raw`` replaces the stored spec (e.g. a data path that differs on this machine),
     ``overrides`` are ``--set`` values applied on top of it. Returns the processes' exit codes (a single process runs here, in this process).
     """
-    from lmbench.search import default_storage_path, open_storage
 
     if storage_url is not None:
         open_storage(storage_url, experiment)  # an unusable URL is the user's to fix, at once
@@ -343,7 +317,7 @@ def join(experiment: str, storage_url: str | None, *, tracking_uri: str | None =
     n = workers or len(devs)
     args = (experiment, storage_url, tracking_uri, list(overrides or []), spec_raw, max_trials)
     if n == 1:
-        with _sigterm_raises():
+        with sigterm_raises():
             _experiment_worker(devs[0], *args)
         return [0]
     return _run_processes(_experiment_worker, devs, n, *args)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lmbench.config import TrainSpec
 from lmbench.errors import SpecError
-from lmbench.spec import TrainSpec
 
 
 @dataclass(frozen=True)

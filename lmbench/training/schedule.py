@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from lmbench.spec import BudgetSpec, ScheduleSpec
+from lmbench.config import BudgetSpec, ScheduleSpec
 
 
 def progress(budget: BudgetSpec, step: int, tokens: int, elapsed: float) -> float:

@@ -26,11 +26,19 @@ import socket
 import threading
 import time
 import urllib.parse
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmbench.spec import ExperimentSpec
+import optuna
+import psutil
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from lmbench.config import ExperimentSpec
+from lmbench.tracking import schema
+from lmbench.tracking.tracker import Tracker
+from lmbench.training import checkpoint
+from lmbench.tuning.storage import default_storage_path, quiet_optuna_warnings
 
 log = logging.getLogger(__name__)
 _LAST_SCAN: dict[str, float] = {}  # study name -> when this process last looked for dead trials
@@ -40,15 +48,6 @@ RETRY_HISTORY = "retry_history"  # system attr Optuna's retry callback keeps: nu
 def retry_history(trial) -> list[int]:
     """Numbers of the earlier attempts of a (live) trial that retries them, oldest first."""
     return trial.storage.get_trial_system_attrs(trial._trial_id).get(RETRY_HISTORY, [])
-
-
-def quiet_optuna_warnings() -> None:
-    """Heartbeats and the retry callback are 'experimental' in Optuna, and ``Study.ask`` warns that
-    heartbeats are meant for ``Study.optimize``: we run the ask/tell loop and heartbeat ourselves."""
-    import optuna
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,6 @@ class Liveness:
 
     @classmethod
     def of(cls, spec: ExperimentSpec) -> Liveness:
-        from lmbench.search import default_storage_path
-
         s = spec.search
         leases = None if s.storage else default_storage_path(spec.experiment_name).with_suffix(".leases")
         return cls(spec.experiment_name, spec.tracking.tracking_uri, s.heartbeat_interval,
@@ -80,8 +77,6 @@ class Liveness:
         handle the same trial. A process looks at most once per heartbeat interval: nothing can
         go stale faster than heartbeats are recorded.
         """
-        import optuna
-        from optuna.trial import TrialState
 
         now = time.monotonic()
         if now - _LAST_SCAN.get(study.study_name, -math.inf) < self.interval:
@@ -100,9 +95,6 @@ class Liveness:
             self._lease(study, number).unlink(missing_ok=True)
 
     def _dead_leased(self, study) -> list[int]:
-        import psutil
-        from optuna.trial import TrialState
-
         now, host, dead = time.time(), socket.gethostname(), []
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             path = self._lease(study, t.number)
@@ -126,7 +118,6 @@ class Liveness:
 
     def retry(self, study, trial) -> bool:
         """Enqueue a WAITING copy of ``trial`` (same params) unless it was retried too often."""
-        from optuna.storages import RetryHeartbeatStaleTrialCallback
 
         quiet_optuna_warnings()
         if len(trial.system_attrs.get(RETRY_HISTORY, [])) >= self.max_retries:
@@ -139,8 +130,6 @@ class Liveness:
     # -- the trials' MLflow runs -------------------------------------------------------------
 
     def _runs(self, study_name: str, number: int, running_only: bool = False):
-        from lmbench.tracking import Tracker
-
         tracker = Tracker(self.experiment, self.tracking_uri)
         where = f"tags.`optuna.study` = '{study_name}' and tags.`optuna.trial_number` = '{number}'"
         if running_only:
@@ -153,16 +142,15 @@ class Liveness:
         tracker, runs = self._runs(study_name, number, running_only=True)
         for run in runs:
             tracker.run_id = run.info.run_id
-            tracker.set_tags({"optuna_state": "FAIL", "lmbench.failure": reason})
+            tracker.set_tags({schema.OPTUNA_STATE: "FAIL", schema.FAILURE: reason})
             tracker.client.set_terminated(run.info.run_id, status=status)
 
     def resume_point(self, study_name: str, trial) -> Path | None:
         """The last checkpoint of the latest earlier attempt of a retried trial, if one exists here."""
-        from lmbench import checkpoint
 
         for number in reversed(retry_history(trial)):
             for run in self._runs(study_name, number)[1]:
-                root = run.data.tags.get("lmbench.checkpoint_dir")
+                root = run.data.tags.get(schema.CHECKPOINT_DIR)
                 if root and Path(root).is_dir():
                     try:
                         return checkpoint.locate(Path(root), "last")

@@ -6,7 +6,7 @@ import math
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lmbench.spec import BudgetSpec
+from lmbench.config import BudgetSpec
 
 
 class TrainProgress:
@@ -26,10 +26,11 @@ class TrainProgress:
             self.task = self.progress.add_task("train", total=float(self.budget.amount), info="")
         return self
 
-    def update(self, trainer, loss: float, tokens_per_sec: float) -> None:
+    def update(self, loop, loss: float, tokens_per_sec: float) -> None:
+        """``loop``: the run's :class:`~lmbench.training.loop.LoopState`."""
         if self.progress is None:
             return
-        lp = trainer.loop
+        lp = loop
         done = {"steps": lp.step, "tokens": lp.tokens, "seconds": lp.elapsed}[self.budget.kind]
         ppl = math.exp(loss) if loss < 50 else math.inf
         info = f"step {lp.step}  loss {loss:.4f}  ppl {ppl:.2f}  {tokens_per_sec:,.0f} tok/s"

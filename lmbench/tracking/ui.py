@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lmbench.errors import UserError
+from lmbench.tracking.tracker import DEFAULT_ARTIFACTS, resolve_uri
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 STOP_SECONDS = 10.0
@@ -27,7 +28,6 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host,
            "--port", str(port), "--workers", "1"]
     if uri.startswith("sqlite:///"):
-        from lmbench.tracking import DEFAULT_ARTIFACTS
 
         cmd += ["--artifacts-destination", str(Path(uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACTS)]
     return cmd
@@ -46,7 +46,6 @@ def check_port(host: str, port: int) -> None:
 def serve(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = None,
           echo: Callable[[str], None] = print) -> int:
     """Run the MLflow UI until Ctrl-C / SIGTERM; returns the exit code to use."""
-    from lmbench.tracking import resolve_uri
 
     uri = resolve_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):

@@ -8,13 +8,12 @@ NLL and count the tokens over a whole split and divide once, never average per-b
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-PAD = 3  # fixed pad id (design.md section 3); targets equal to PAD are ignored
+from lmbench.data.tokenizers import PAD  # targets equal to PAD are ignored
 
 
 def nll_sum(logits: torch.Tensor, targets: torch.Tensor, pad: int = PAD) -> torch.Tensor:
@@ -70,48 +69,3 @@ def summarize(sums: EvalSums, n_chars: float | None = None, floor: float | None 
 def perplexity(loss: float) -> float:
     """exp(loss), saturating at inf instead of raising for absurd losses."""
     return math.exp(loss) if loss < 700 else math.inf
-
-
-# ---------------------------------------------------------------------------------------------
-# BLEU
-
-_BLEU_TOKEN = re.compile(r"\w+|[^\w\s]")
-
-
-def bleu_tokens(text: str) -> list[str]:
-    """Words and single punctuation marks: a tokenisation that needs no downloaded data."""
-    return _BLEU_TOKEN.findall(text)
-
-
-def corpus_bleu(references: list[str], hypotheses: list[str]) -> dict[str, float]:
-    """Corpus BLEU-4 of ``hypotheses`` against one reference each, in [0, 1].
-
-    ``bleu`` is nltk's ``corpus_bleu`` (uniform 1-4-gram weights, smoothing method 1: a zero
-    n-gram count becomes 0.1, so one missing 4-gram does not zero a corpus); ``p1``..``p4`` are
-    the unsmoothed corpus-level modified n-gram precisions and ``bp`` the brevity penalty, from
-    the same nltk functions. An empty hypothesis corpus (no tokens at all) scores 0.
-    """
-    from nltk.translate.bleu_score import (
-        SmoothingFunction,
-        brevity_penalty,
-        closest_ref_length,
-        modified_precision,
-    )
-    from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
-
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    refs = [[bleu_tokens(r)] for r in references]
-    hyps = [bleu_tokens(h) for h in hypotheses]
-    num, den = [0] * 4, [0] * 4
-    for r, h in zip(refs, hyps, strict=True):
-        for n in range(4):
-            p = modified_precision(r, h, n + 1)
-            num[n] += p.numerator
-            den[n] += p.denominator
-    hyp_len = sum(len(h) for h in hyps)
-    ref_len = sum(closest_ref_length(r, len(h)) for r, h in zip(refs, hyps, strict=True))
-    bleu = nltk_corpus_bleu(refs, hyps, smoothing_function=SmoothingFunction().method1) if hyps else 0.0
-    out = {"bleu": float(bleu), "bp": float(brevity_penalty(ref_len, hyp_len))}
-    out.update({f"p{n + 1}": num[n] / den[n] if den[n] else 0.0 for n in range(4)})
-    return out

@@ -6,8 +6,7 @@ to their parent by the ``mlflow.parentRunId`` tag and nothing depends on process
 Per-step metrics are buffered and sent in batches by a background thread, so training never
 waits on the store; a batch that fails (tracking server restarting) goes back into the buffer
 and is sent again with backoff, so an outage leaves no gap. ``finish`` flushes before it sets
-the final status.
-"""
+the final status."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ import logging
 import os
 import platform
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,16 +21,30 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
 from lmbench import __version__
+from lmbench.tracking import schema
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+
+
 DEFAULT_ARTIFACTS = "mlartifacts"
-PARENT_TAG = "mlflow.parentRunId"
+
+
 MAX_PARAM_LEN = 6000  # MLflow >= 2.x accepts 6000-character param values
+
+
 SEND_SECONDS = 2.0  # how long metrics may wait in the buffer before going to the store
+
+
 MAX_BACKOFF = 60.0  # the longest wait between two attempts to send while the store is unreachable
+
+
 FLUSH_SECONDS = 600.0  # how long finish() keeps trying before it gives up on the buffered metrics
 
 
@@ -67,11 +79,11 @@ def environment_tags() -> dict[str, str]:
     import torch
 
     return {
-        "lmbench.version": __version__,
-        "lmbench.git_sha": git_sha(),
-        "torch.version": torch.__version__,
-        "python.version": platform.python_version(),
-        "host": platform.node(),
+        schema.VERSION: __version__,
+        schema.GIT_SHA: git_sha(),
+        schema.TORCH_VERSION: torch.__version__,
+        schema.PYTHON_VERSION: platform.python_version(),
+        schema.HOST: platform.node(),
     }
 
 
@@ -82,8 +94,6 @@ class Tracker:
     """An MLflow experiment plus the run currently being written."""
 
     def __init__(self, experiment: str, tracking_uri: str | None = None):
-        from mlflow import MlflowClient
-
         self.uri = resolve_uri(tracking_uri)
         # MLflow prints run URLs on stdout at every run end (and asks the server for them): not ours to print
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -123,11 +133,10 @@ class Tracker:
 
     def start(self, name: str, params: dict[str, Any], tags: dict[str, str], parent_run_id: str | None = None) -> str:
         """Create a RUNNING run with params and tags; returns its id."""
-        from mlflow.entities import Param
 
         all_tags = {**environment_tags(), **tags}
         if parent_run_id:
-            all_tags[PARENT_TAG] = parent_run_id
+            all_tags[schema.PARENT_TAG] = parent_run_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         self.run_id = run.info.run_id
         items = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in sorted(params.items())]
@@ -143,7 +152,6 @@ class Tracker:
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         """All the tags in one store round-trip."""
-        from mlflow.entities import RunTag
 
         if tags:
             self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -155,7 +163,6 @@ class Tracker:
         a store round-trip per training step would cost more than the step of a small model.
         ``synchronous=True`` sends everything now and waits for the store.
         """
-        from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
         with self._lock:
@@ -230,25 +237,8 @@ class Tracker:
 
 def find_run(run_id: str, tracking_uri: str | None = None):
     """Fetch a run by id from the store, or None."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     try:
         return MlflowClient(resolve_uri(tracking_uri)).get_run(run_id)
     except MlflowException:
         return None
-
-
-def server_command(host: str, port: int, backend_store_uri: str, artifacts_destination: str,
-                   workers: int = 4) -> list[str]:
-    """The ``mlflow server`` command lmbench's workers need: runs in ``backend_store_uri``,
-    artifacts proxied by the server into ``artifacts_destination`` (workers need no access to it).
-
-    Relative paths are made absolute, so the server does not depend on its working directory.
-    """
-    dest = artifacts_destination
-    if "://" not in dest:
-        dest = str(Path(dest).resolve())
-    return [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
-            "--backend-store-uri", resolve_uri(backend_store_uri), "--artifacts-destination", dest,
-            "--serve-artifacts", "--workers", str(workers)]

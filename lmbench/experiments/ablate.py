@@ -1,0 +1,107 @@
+"""`lmbench ablate`: one factor at a time around a baseline, every value with the baseline's seeds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lmbench.config import (
+    ExperimentSpec,
+    grid_values,
+    model_spec,
+    param_path,
+    resolved_dict,
+    sized,
+    space_for,
+)
+from lmbench.data import prepare_data
+from lmbench.errors import SpecError, UserError
+from lmbench.experiments.compare import prepare
+from lmbench.experiments.runtree import (
+    _frame,
+    _meta,
+    ensure_run,
+    record_spec,
+    report_of,
+    root_key,
+    rows_of,
+    seed_runs,
+    tree_run,
+    write_results,
+)
+from lmbench.stats import ablation_table
+from lmbench.tracking import schema
+from lmbench.tuning.storage import open_storage, open_study
+from lmbench.tuning.trials import best_params
+
+
+def get_path(raw: dict[str, Any], path: str) -> Any:
+    node: Any = raw
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def ablation_values(spec: ExperimentSpec, arch: str, name: str, baseline: Any) -> list[Any]:
+    """The values to sweep: ``ablate.values[name]``, else a grid from the search space."""
+
+    if name in spec.ablate.values:
+        values = list(spec.ablate.values[name])
+    else:
+        space = space_for(spec, arch)
+        if name not in space:
+            raise SpecError(f"ablate.values.{name}", f"no default grid for {name!r}: give --values")
+        values = grid_values(space[name])
+    return values if baseline in values else [baseline, *values]
+
+
+def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
+    """One factor at a time around a baseline; every value trained with the baseline's seeds."""
+
+    a = spec.ablate
+    arch = a.model or spec.model.arch
+    if not a.params:
+        raise SpecError("--param", "name at least one parameter to ablate")
+    paths = {p: param_path(arch, p, where="--param") for p in a.params}
+    base_params = {}
+    if a.baseline == "best":
+        study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
+        base_params = best_params(study) or {}
+        if not base_params:
+            raise UserError("--baseline", f"study {study.study_name} has no completed trial to take the best from")
+    base = sized(model_spec(spec, arch, base_params), prepare_data(spec.data).vocab_size)
+    sweeps = {}
+    for p, path in paths.items():
+        baseline_value = get_path(resolved_dict(base), path)
+        values = ablation_values(spec, arch, p, baseline_value)
+        for v in values:  # validate every value before anything is created
+            model_spec(base, arch, extra=[f"{path}={json.dumps(v)}"])
+        sweeps[p] = (path, baseline_value, values)
+    prepare(base, [arch])
+    root = ensure_run(spec, f"ablate-{arch}", {schema.KIND: "ablate", schema.ROOT_KEY: root_key(spec),
+                                               schema.MODEL: arch}, params={"params": ",".join(a.params)})
+    rows: list[dict[str, Any]] = []
+    record_spec(root, spec)
+    with tree_run(root):
+        base_run = ensure_run(spec, "baseline", {schema.KIND: "value", schema.ABLATE_VALUE: "baseline"}, root.run_id)
+        with tree_run(base_run):
+            base_runs = seed_runs(base, base_run.run_id, a.seeds, "baseline", {schema.ABLATE_VALUE: "baseline"}, quiet)
+        for p, (path, baseline_value, values) in sweeps.items():
+            for v in values:
+                if v == baseline_value:
+                    runs = base_runs  # the baseline runs are shared by every sweep
+                else:
+                    label = f"{p}={v}"
+                    vrun = ensure_run(spec, label, {schema.KIND: "value", schema.ABLATE_VALUE: label}, root.run_id)
+                    with tree_run(vrun):
+                        vspec = model_spec(base, arch, extra=[f"{path}={json.dumps(v)}"])
+                        runs = seed_runs(vspec, vrun.run_id, a.seeds, label, {schema.ABLATE_VALUE: label}, quiet)
+                rows += rows_of(runs, param=p, value=v, is_baseline=v == baseline_value)
+        frame = _frame(rows)
+        table = ablation_table(frame.drop(columns=["is_baseline"]), baseline_values(sweeps), metric="test_loss")
+        path = write_results(spec.experiment_name, "ablation", table, rows, _meta(spec, "ablate", root.run_id))
+    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": report_of(spec)}
+
+
+def baseline_values(sweeps: dict[str, tuple[str, Any, list[Any]]]) -> dict[str, Any]:
+    return {p: b for p, (_, b, _) in sweeps.items()}

@@ -1,0 +1,96 @@
+"""`lmbench compare` and `lmbench tune`: studies with equal budgets, then final runs with shared seeds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lmbench.config import ExperimentSpec, model_spec, sized
+from lmbench.data import prepare_data
+from lmbench.errors import UserError
+from lmbench.experiments.runtree import (
+    _frame,
+    _means,
+    _meta,
+    ensure_run,
+    record_spec,
+    report_of,
+    root_key,
+    rows_of,
+    seed_runs,
+    tree_run,
+    write_results,
+)
+from lmbench.stats import compare_table
+from lmbench.tracking import schema
+from lmbench.tuning.storage import open_storage, open_study, study_name
+from lmbench.tuning.trials import best_params
+from lmbench.tuning.workers import publish, run_study
+
+
+def prepare(spec: ExperimentSpec, models: list[str]) -> None:
+    """Everything that can fail on user input, before any study or run is created."""
+
+    vocab = prepare_data(spec.data).vocab_size
+    for arch in models:
+        sized(model_spec(spec, arch), vocab)  # validates the model and --match-params for every arch
+    if spec.search.storage:
+        open_storage(spec.search.storage, spec.experiment_name)
+
+
+def tune_model(spec: ExperimentSpec, arch: str, model_run_id: str) -> dict[str, Any]:
+    """Bring the study to its total with the configured workers and return its best params."""
+
+    run_study(spec, arch, model_run_id)
+    study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
+    best = best_params(study)
+    if best is None:
+        raise UserError(f"study {study.study_name}", "no trial completed (all failed or were pruned); see the "
+                        "trials' lmbench.failure tags, or raise search.trials")
+    return best
+
+
+def compare(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
+    """Tune every model with the same budget, retrain the best of each with K seeds, and compare."""
+
+    models = spec.compare.models
+    prepare(spec, models)
+    rows: list[dict[str, Any]] = []
+    root = ensure_run(spec, f"compare-{spec.experiment_name}", {schema.KIND: "compare", schema.ROOT_KEY: root_key(spec)},
+                      params={"models": ",".join(models), "trials": spec.search.trials, "seeds": spec.compare.seeds})
+    record_spec(root, spec)
+    with tree_run(root):
+        if spec.search.workers == 0:  # remote workers may serve every study while we wait on the first
+
+            for arch in models:
+                publish(spec, arch, ensure_run(spec, arch, {schema.KIND: "model", schema.MODEL: arch},
+                                               root.run_id).run_id)
+        for arch in models:
+            model_run = ensure_run(spec, arch, {schema.KIND: "model", schema.MODEL: arch}, root.run_id)
+            with tree_run(model_run):
+                best = tune_model(spec, arch, model_run.run_id)
+                final = sized(model_spec(spec, arch, best), prepare_data(spec.data).vocab_size)
+                model_run.set_tags({schema.STUDY: study_name(spec.experiment_name, arch),
+                                    schema.BEST_PARAMS: json.dumps(best)})
+                runs = seed_runs(final, model_run.run_id, spec.compare.seeds, arch, {schema.MODEL: arch}, quiet)
+                model_rows = rows_of(runs, model=arch)
+                model_run.log_metrics(_means(model_rows), step=0, synchronous=True)
+                rows += [{**r, schema.BEST_PARAMS: json.dumps(best)} for r in model_rows]
+        table = compare_table(_frame(rows), metric="test_loss")
+        path = write_results(spec.experiment_name, "results", table, rows, _meta(spec, "compare", root.run_id))
+        root.set_tags({schema.BEST_MODEL: str(table.index[0])})
+    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": report_of(spec)}
+
+
+def tune(spec: ExperimentSpec, arch: str, *, quiet: bool = False) -> dict[str, Any]:
+    """`lmbench tune`: one study; returns the best trial."""
+
+    prepare(spec, [arch])
+    root = ensure_run(spec, f"tune-{arch}", {schema.KIND: "tune", schema.ROOT_KEY: root_key(spec),
+                                             schema.MODEL: arch})
+    with tree_run(root):
+        best = tune_model(spec, arch, root.run_id)
+        study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
+        root.log_metrics({"best_val_loss": study.best_value}, step=0, synchronous=True)
+        root.set_tags({schema.BEST_PARAMS: json.dumps(best)})
+    return {"study": study, schema.BEST_PARAMS: best, "best_value": study.best_value, "root_run_id": root.run_id}

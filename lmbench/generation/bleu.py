@@ -1,0 +1,114 @@
+"""BLEU of generated text, during training and at the final evaluation.
+
+Prompt/completion records are decoded from ``[BOS] prompt [EOS]`` (the separator the model was
+trained with) until EOS; plain text is cut into (prefix, continuation) pairs of
+``eval.prefix_tokens`` and ``eval.continuation_tokens`` tokens."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nltk.translate.bleu_score import (
+    SmoothingFunction,
+    brevity_penalty,
+    closest_ref_length,
+    modified_precision,
+)
+from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
+
+from lmbench.generation.decoding import generate_ids
+
+_BLEU_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def bleu_tokens(text: str) -> list[str]:
+    """Words and single punctuation marks: a tokenisation that needs no downloaded data."""
+    return _BLEU_TOKEN.findall(text)
+
+
+def corpus_bleu(references: list[str], hypotheses: list[str]) -> dict[str, float]:
+    """Corpus BLEU-4 of ``hypotheses`` against one reference each, in [0, 1].
+
+    ``bleu`` is nltk's ``corpus_bleu`` (uniform 1-4-gram weights, smoothing method 1: a zero
+    n-gram count becomes 0.1, so one missing 4-gram does not zero a corpus); ``p1``..``p4`` are
+    the unsmoothed corpus-level modified n-gram precisions and ``bp`` the brevity penalty, from
+    the same nltk functions. An empty hypothesis corpus (no tokens at all) scores 0.
+    """
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    refs = [[bleu_tokens(r)] for r in references]
+    hyps = [bleu_tokens(h) for h in hypotheses]
+    num, den = [0] * 4, [0] * 4
+    for r, h in zip(refs, hyps, strict=True):
+        for n in range(4):
+            p = modified_precision(r, h, n + 1)
+            num[n] += p.numerator
+            den[n] += p.denominator
+    hyp_len = sum(len(h) for h in hyps)
+    ref_len = sum(closest_ref_length(r, len(h)) for r, h in zip(refs, hyps, strict=True))
+    bleu = nltk_corpus_bleu(refs, hyps, smoothing_function=SmoothingFunction().method1) if hyps else 0.0
+    out = {"bleu": float(bleu), "bp": float(brevity_penalty(ref_len, hyp_len))}
+    out.update({f"p{n + 1}": num[n] / den[n] if den[n] else 0.0 for n in range(4)})
+    return out
+
+
+@dataclass
+class Pairs:
+    """Held-out prompts (token ids, as fed to the model) with their texts and reference texts."""
+
+    prompt_ids: list[list[int]]
+    prompts: list[str]
+    references: list[str]
+    max_tokens: int
+
+
+def eval_pairs(data, split: str, ev, limit: int | None) -> Pairs:
+    """The first ``limit`` (prompt, reference) pairs of ``split`` (see the module docstring)."""
+    tok, src = data.tokenizer, data.splits[split]
+    ids, prompts, refs = [], [], []
+    if data.kind == "records":
+        n = len(src) if limit is None else min(limit, len(src))
+        longest = 0
+        for i in range(n):
+            toks = [int(t) for t in src[i][0]]
+            p = int(src.n_prompt[i])
+            ids.append(toks[: p + 2])  # BOS + prompt + the EOS separator
+            prompts.append(tok.decode(toks[1 : p + 1]))
+            refs.append(tok.decode(toks[p + 2 : -1]))
+            longest = max(longest, len(toks) - p - 3)
+        return Pairs(ids, prompts, refs, longest + 8)
+    a, c = ev.prefix_tokens, ev.continuation_tokens
+    n = len(src) // (a + c)
+    n = n if limit is None else min(n, limit)
+    for i in range(n):
+        window = [int(t) for t in src[i * (a + c) : (i + 1) * (a + c)]]
+        ids.append(window[:a])
+        prompts.append(tok.decode(window[:a]))
+        refs.append(tok.decode(window[a:]))
+    return Pairs(ids, prompts, refs, c)
+
+
+def bleu_eval(model, data, split: str, ev, limit: int | None = None) -> tuple[dict[str, float], list[dict[str, str]]]:
+    """Generate for the held-out prompts of ``split`` and score corpus BLEU-4.
+
+    Returns ``({"bleu", "bp", "p1".."p4"}, samples)`` with samples the first ``ev.samples`` rows
+    ``{"prompt", "reference", "generation"}``. ``limit`` defaults to ``ev.bleu_prompts``.
+    """
+    pairs = eval_pairs(data, split, ev, limit if limit is not None else ev.bleu_prompts)
+    if not pairs.prompt_ids:
+        raise ValueError(f"the {split} split has no prompts to generate from")
+    was_training = model.training
+    gens = generate_ids(model, pairs.prompt_ids, ev.generation, max_tokens=pairs.max_tokens)
+    model.train(was_training)
+    texts = [data.tokenizer.decode(g) for g in gens]
+    scores = corpus_bleu(pairs.references, texts)
+    samples = [{"prompt": p, "reference": r, "generation": g}
+               for p, r, g in list(zip(pairs.prompts, pairs.references, texts, strict=True))[: ev.samples]]
+    return scores, samples
+
+
+def bleu_enabled(ev, data) -> bool:
+    """``eval.bleu``: on by default for prompt/completion data, off for plain text."""
+    return data.kind == "records" if ev.bleu is None else ev.bleu

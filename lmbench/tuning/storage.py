@@ -1,0 +1,127 @@
+"""Optuna storages and studies: opening them, locking them, and retrying while they are unreachable.
+
+Studies are named ``<experiment>/<model>``. The default storage is a journal file in ``studies/``
+that several processes on one machine can share (file locks, no server); any Optuna RDB URL
+(PostgreSQL, MySQL, SQLite) makes a study shareable between machines."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages.journal import JournalFileBackend
+from sqlalchemy import text
+
+from lmbench.config import ExperimentSpec, space_for
+from lmbench.errors import SpecError
+from lmbench.tuning.samplers import make_pruner, make_sampler
+
+log = logging.getLogger(__name__)
+
+STUDIES_DIR = Path("studies")
+
+
+def default_storage_path(experiment: str) -> Path:
+    return STUDIES_DIR / f"{experiment}.journal"
+
+
+def open_storage(url: str | None, experiment: str, live=None):
+    """An Optuna storage: the URL given, else a journal file in ``studies/``.
+
+    ``live`` (a :class:`lmbench.tuning.liveness.Liveness`) turns on Optuna's heartbeat on RDB storages,
+    for processes that run or recover trials (the journal's liveness lives in lease files).
+    A URL that cannot be opened is a SpecError naming it, raised before anything is created.
+    """
+
+    if url is None:
+        path = default_storage_path(experiment)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    heartbeat = {}
+    if live is not None:
+
+        quiet_optuna_warnings()
+        heartbeat = {"heartbeat_interval": live.interval, "grace_period": live.grace,
+                     "heartbeat_stale_trial_callback": live.on_dead}
+
+    attempts = 5
+    for attempt in range(attempts):
+        try:
+            # pre-ping: a pooled connection that died with a PostgreSQL restart is replaced, not used
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+        except Exception as e:  # sqlalchemy raises many kinds; the user needs the URL and the reason
+            racing = isinstance(e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError))
+            if racing and attempt < attempts - 1:  # workers creating a new database's tables at once
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise SpecError("--storage", f"cannot open Optuna storage {url!r}: {reason}") from None
+    raise AssertionError("unreachable")
+
+
+def study_name(experiment: str, arch: str) -> str:
+    return f"{experiment}/{arch}"
+
+
+def open_study(spec: ExperimentSpec, arch: str, storage):
+    space = space_for(spec, arch)
+    return optuna.create_study(study_name=study_name(spec.experiment_name, arch), storage=storage,
+                               sampler=make_sampler(spec, space), pruner=make_pruner(spec),
+                               direction="minimize", load_if_exists=True)
+
+
+@contextlib.contextmanager
+def study_lock(storage, experiment: str) -> Iterator[None]:
+    """Serialise 'count trials, then ask' (and recovery) between workers, so the total is never
+    overshot: a PostgreSQL advisory lock across machines, else a file lock on this machine."""
+    engine = getattr(storage, "engine", None)  # RDBStorage's SQLAlchemy engine
+    if engine is not None and engine.dialect.name == "postgresql":
+
+        key = int.from_bytes(hashlib.sha256(f"lmbench/{experiment}".encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as conn:  # the lock dies with the connection if this process does
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return
+    STUDIES_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STUDIES_DIR / f".{experiment}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def with_retries(fn, what: str, attempts: int = 8):
+    """``fn()``, retried with exponential backoff (1, 2, 4, ... 30 s) while the storage is unreachable."""
+
+    transient = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+                 sqlalchemy.exc.InterfaceError)
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except transient as e:
+            if attempt == attempts - 1:
+                raise
+            wait = min(30.0, 2.0 ** attempt)
+            log.warning("%s: storage unreachable (%s); retrying in %.0f s", what, str(e).splitlines()[0][:200], wait)
+            time.sleep(wait)
+    return None
+
+
+def quiet_optuna_warnings() -> None:
+    """Heartbeats and the retry callback are 'experimental' in Optuna, and ``Study.ask`` warns that
+    heartbeats are meant for ``Study.optimize``: we run the ask/tell loop and heartbeat ourselves."""
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
