@@ -213,7 +213,9 @@ def prepare_data(
     say(f"loading corpus {source_label(spec)}")
     corpus = load_corpus(spec)
     say(f"training {spec.tokenizer} tokenizer on the train split")
-    tok = train_tokenizer(spec.tokenizer, corpus.train_texts(), spec.vocab_size)
+    tok = train_tokenizer(
+        spec.tokenizer, corpus.train_texts(), spec.vocab_size, pretokenized=corpus.pretokenized
+    )
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -4,8 +4,9 @@ A source is one of
 
 * ``synthetic`` - the embedded generator (:mod:`lmbench.data.synthetic`), with per-line NLLs;
 * ``synthetic-pairs`` - the embedded prompt -> completion task (:mod:`lmbench.data.pairs`);
-* a named dataset from :data:`DATASETS` (e.g. ``tinyshakespeare``), downloaded once from its
-  canonical URL, checked against a pinned sha256 and cached under ``$LMBENCH_DATA_DIR``;
+* a named dataset from :data:`DATASETS` (``tinyshakespeare``, ``wikitext-2``, ``ptb``, ...),
+  downloaded once from its canonical URL, checked against a pinned sha256 and cached under
+  ``$LMBENCH_DATA_DIR`` (:mod:`lmbench.data.corpora`); pre-split ones keep their own splits;
 * a ``.txt`` file, a folder of ``.txt`` files, or a ``.jsonl`` file (``text`` records, or
   ``prompt`` + ``completion`` records);
 * ``data.splits``: explicit train/val/test text files for corpora that come pre-split.
@@ -19,10 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,161 +27,50 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lmbench.errors import DataError, SpecError
+from lmbench.data import corpora
+from lmbench.data.corpora import DATASETS, SPLITS, sha256_file
+
+# re-exported: lmbench.data's public names
+from lmbench.data.corpora import DatasetInfo as DatasetInfo
+from lmbench.data.corpora import data_dir as data_dir
+from lmbench.data.corpora import register_dataset as register_dataset
+from lmbench.errors import DataError
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 PAIRS = "synthetic-pairs"  # the embedded prompt -> completion task (lmbench.data.pairs)
-_HASH_CHUNK = 1 << 20
 
-
-# ---------------------------------------------------------------------------------------------
-# named datasets
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """A downloadable corpus: one UTF-8 text file at a canonical URL with a pinned sha256."""
-
-    name: str
-    url: str
-    sha256: str
-    filename: str
-    description: str
-
-
-DATASETS: dict[str, DatasetInfo] = {}
-
-
-def register_dataset(info: DatasetInfo) -> None:
-    """Add a named dataset (one entry is all a new downloadable corpus needs)."""
-    if info.name == "synthetic":
-        raise ValueError("'synthetic' is reserved for the embedded generator")
-    DATASETS[info.name] = info
-
-
-register_dataset(
-    DatasetInfo(
-        name="tinyshakespeare",
-        url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-        sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
-        filename="input.txt",
-        description="40k lines of Shakespeare plays (1.1 MB, 65 distinct characters)",
-    )
-)
-
-
-def data_dir() -> Path:
-    """Where named datasets live: ``$LMBENCH_DATA_DIR`` or ``~/.cache/lmbench/data``."""
-    return Path(os.environ.get("LMBENCH_DATA_DIR") or "~/.cache/lmbench/data").expanduser()
-
-
-def dataset_path(name: str) -> Path:
-    info = DATASETS[name]
-    return data_dir() / info.name / info.filename
-
-
-def list_datasets() -> list[dict[str, Any]]:
-    """The named sources: ``synthetic`` (no download; url/sha256 None) and every registered dataset.
-
-    Each entry: name, url, sha256, description, path (None for synthetic), cached (the file
-    is present; its hash is checked when it is used).
-    """
-    out: list[dict[str, Any]] = [
-        {
-            "name": "synthetic",
-            "url": None,
-            "sha256": None,
-            "description": "embedded deterministic generator with long-range structure and an exact "
-            "entropy floor (data.size tokens, data.seed)",
-            "path": None,
-            "cached": True,
-        },
-        {
-            "name": "synthetic-pairs",
-            "url": None,
-            "sha256": None,
-            "description": "embedded prompt -> completion task (reverse / sort / next over word "
-            "sequences; BLEU 1 is reachable; data.size words, data.seed)",
-            "path": None,
-            "cached": True,
-        },
-    ]
-    for info in DATASETS.values():
-        path = dataset_path(info.name)
-        out.append(
-            {
-                "name": info.name,
-                "url": info.url,
-                "sha256": info.sha256,
-                "description": info.description,
-                "path": str(path),
-                "cached": path.is_file(),
-            }
-        )
-    return out
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
-    """Fetch ``url`` into ``dest`` (streamed). Raises OSError / urllib errors when offline."""
-    with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as f:
-        while chunk := resp.read(_HASH_CHUNK):
-            f.write(chunk)
+# The fetcher named datasets are downloaded with: a module attribute so that tests can swap it
+# (tests/test_data.py replaces it to stay offline).
+_download = corpora.download
 
 
 def ensure_dataset(name: str) -> Path:
-    """Return the verified local file of a named dataset, downloading it when needed."""
-    info = DATASETS[name]
-    path = dataset_path(name)
-    how_to = (
-        f"download {info.url} and save it as {path} (its sha256 must be {info.sha256}); "
-        f"or point $LMBENCH_DATA_DIR at a folder holding {info.name}/{info.filename}"
-    )
-    problem = "is missing"
-    if path.is_file():
-        got = sha256_file(path)
-        if got == info.sha256:
-            return path
-        problem = f"has sha256 {got}, expected {info.sha256} (corrupted or a different file)"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{info.filename}.", suffix=".part", dir=path.parent
-        )
-    except OSError as e:
-        raise DataError(
-            str(path), f"{problem} and cannot be written there ({e}); {how_to}"
-        ) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        log.info("downloading %s from %s", name, info.url)
-        try:
-            _download(info.url, tmp, timeout=30.0)
-        except (OSError, urllib.error.URLError, ValueError) as e:
-            raise DataError(
-                str(path), f"{problem} and could not be downloaded ({e}); {how_to}"
-            ) from None
-        got = sha256_file(tmp)
-        if got != info.sha256:
-            raise DataError(
-                str(path),
-                f"{problem}, and the download from {info.url} has sha256 {got}, expected "
-                f"{info.sha256}; {how_to}",
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """The verified local copy of a named dataset - its file, or its folder of extracted splits
+    - downloading it when needed (see :mod:`lmbench.data.corpora`)."""
+    return corpora.ensure_dataset(name, fetch=_download)
+
+
+_EMBEDDED = {
+    "synthetic": "embedded deterministic generator with long-range structure and an exact "
+    "entropy floor (data.size tokens, data.seed)",
+    PAIRS: "embedded prompt -> completion task (reverse / sort / next over word sequences; "
+    "BLEU 1 is reachable; data.size words, data.seed)",
+}
+
+
+def list_datasets() -> list[dict[str, Any]]:
+    """The named sources: ``synthetic``, ``synthetic-pairs`` (nothing to download: url, sha256,
+    size and path None) and every registered dataset.
+
+    Each entry: name, url, sha256, description, licence, size (bytes to download, all files
+    together), path (the file, or the folder of a pre-split dataset), cached (present; a file's
+    hash is checked when it is used).
+    """
+    none = dict.fromkeys(("url", "sha256", "size", "path"))
+    generated = {"licence": "MIT (generated by lmbench)", "cached": True}
+    embedded = [{"name": k, **none, "description": v, **generated} for k, v in _EMBEDDED.items()]
+    return embedded + [corpora.listing(info) for info in DATASETS.values()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +84,9 @@ class Corpus:
     ``kind == "text"``: ``texts[split]`` is the split's text (contiguous lines; the splits
     concatenated are the corpus). ``kind == "records"``: ``records[split]`` is a list of
     ``(prompt, completion)``. ``nll[split]`` (synthetic only) is the generator's total NLL
-    of the split in nats; ``n_lines[split]`` counts lines (text) or records.
+    of the split in nats; ``n_lines[split]`` counts lines (text) or records. ``pretokenized``
+    (wikitext, ptb): space-separated words with the corpus's own ``<unk>``, one sentence a line -
+    the word tokenizer maps ``<unk>`` to UNK and line ends to EOS.
     """
 
     kind: Literal["text", "records"]
@@ -207,6 +95,7 @@ class Corpus:
     records: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     nll: dict[str, float] | None = None
     n_lines: dict[str, int] = field(default_factory=dict)
+    pretokenized: bool = False
 
     def train_texts(self) -> Iterator[str]:
         """The train split's text pieces (what tokenizers are trained on)."""
@@ -277,7 +166,7 @@ def source_identity(spec: Any) -> dict[str, Any]:
 
         return {"pairs": {"size": spec.size, "seed": spec.seed, "version": VERSION}}
     if kind == "dataset":
-        return {"dataset": spec.source, "sha256": DATASETS[spec.source].sha256}
+        return corpora.dataset_identity(DATASETS[spec.source])
     if kind == "splits":
         out = {}
         for split in SPLITS:
@@ -307,10 +196,11 @@ def load_corpus(spec: Any) -> Corpus:
         return _split_records(generate_pairs(spec.size, spec.seed), spec.split, label, PAIRS)
     if kind == "splits":
         texts = {s: read_text(Path(getattr(spec.splits, s)).expanduser()) for s in SPLITS}
-        return Corpus(
-            "text", label, texts=texts, n_lines={s: _count_lines(t) for s, t in texts.items()}
-        )
+        return _presplit(texts, label)
     if kind == "dataset":
+        info = DATASETS[spec.source]
+        if info.splits is not None:  # its own splits; data.split does not apply
+            return _presplit(corpora.read_splits(info, _download), label, info.pretokenized)
         p = ensure_dataset(spec.source)
         return _text_corpus(read_text(p), spec.split, label, str(p))
     assert path is not None
@@ -387,26 +277,33 @@ def split_points(text: str, fractions: tuple[float, float, float], where: str) -
     n = len(text)
     c1 = _snap(text, round(n * fractions[0]))
     c2 = _snap(text, round(n * (fractions[0] + fractions[1])))
-    sizes = {"train": c1, "val": c2 - c1, "test": n - c2}
+    _check_nonempty({"train": c1, "val": c2 - c1, "test": n - c2}, fractions, where,
+                    f"the corpus has {_count_lines(text)} lines, {n} characters; splits are cut "
+                    "at line boundaries")
+    return c1, c2
+
+
+def _check_nonempty(sizes: dict[str, int], fractions: tuple[float, float, float], where: str,
+                    corpus: str) -> None:
     empty = [s for s, k in sizes.items() if k <= 0]
     if empty:
         raise DataError(
             where,
             f"corpus too small for the split {tuple(fractions)}: the {' and '.join(empty)} split "
-            f"would be empty (the corpus has {_count_lines(text)} lines, {n} characters; splits are "
-            "cut at line boundaries) - use more data or change data.split",
+            f"would be empty ({corpus}) - use more data or change data.split",
         )
-    return c1, c2
 
 
 def _text_corpus(
     text: str, fractions: tuple[float, float, float], label: str, where: str
 ) -> Corpus:
     c1, c2 = split_points(text, fractions, where)
-    texts = {"train": text[:c1], "val": text[c1:c2], "test": text[c2:]}
-    return Corpus(
-        "text", label, texts=texts, n_lines={s: _count_lines(t) for s, t in texts.items()}
-    )
+    return _presplit({"train": text[:c1], "val": text[c1:c2], "test": text[c2:]}, label)
+
+
+def _presplit(texts: dict[str, str], label: str, pretokenized: bool = False) -> Corpus:
+    n_lines = {s: _count_lines(t) for s, t in texts.items()}
+    return Corpus("text", label, texts=texts, n_lines=n_lines, pretokenized=pretokenized)
 
 
 def _synthetic(spec: Any) -> Corpus:
@@ -431,6 +328,32 @@ def _synthetic(spec: Any) -> Corpus:
     )
 
 
+def _jsonl_record(line: str, where: str) -> tuple[str, Any]:
+    """One .jsonl line: ``("text", text)`` or ``("records", (prompt, completion))``."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(where, f"not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataError(where, f"expected a JSON object, got {type(obj).__name__}")
+    if "text" in obj:
+        fields: tuple[str, ...] = ("text",)
+    elif "prompt" in obj or "completion" in obj:
+        fields = ("prompt", "completion")
+    else:
+        raise DataError(where, "missing field 'text' (or the pair 'prompt' + 'completion')")
+    for f in fields:
+        if f not in obj:
+            raise DataError(
+                where, f"missing field '{f}' (a record needs both 'prompt' and 'completion')"
+            )
+        if not isinstance(obj[f], str):
+            raise DataError(where, f"field '{f}' must be a string, got {type(obj[f]).__name__}")
+    if fields == ("text",):
+        return "text", obj["text"]
+    return "records", (obj["prompt"], obj["completion"])
+
+
 def _jsonl_corpus(path: Path, fractions: tuple[float, float, float], label: str) -> Corpus:
     if not path.is_file():
         raise DataError(str(path), "file not found")
@@ -439,79 +362,39 @@ def _jsonl_corpus(path: Path, fractions: tuple[float, float, float], label: str)
         raise DataError(str(path), "file is empty")
     text = _decode(raw, path)
     del raw
-    docs: list[str] = []
-    records: list[tuple[str, str]] = []
+    items: list[Any] = []  # texts, or (prompt, completion) records
+    names = {"text": "text", "records": "prompt/completion"}
     first: tuple[str, int] | None = None  # (kind, line) of the first record
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(where, f"not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(where, f"expected a JSON object, got {type(obj).__name__}")
-        if "text" in obj:
-            kind = "text"
-            fields = ("text",)
-        elif "prompt" in obj or "completion" in obj:
-            kind = "records"
-            fields = ("prompt", "completion")
-        else:
-            raise DataError(where, "missing field 'text' (or the pair 'prompt' + 'completion')")
-        for f in fields:
-            if f not in obj:
-                raise DataError(
-                    where, f"missing field '{f}' (a record needs both 'prompt' and 'completion')"
-                )
-            if not isinstance(obj[f], str):
-                raise DataError(where, f"field '{f}' must be a string, got {type(obj[f]).__name__}")
+        kind, item = _jsonl_record(line, f"{path}:{lineno}")
         if first is None:
             first = (kind, lineno)
         elif kind != first[0]:
             raise DataError(
-                where,
-                f"mixes a {'text' if kind == 'text' else 'prompt/completion'} record with "
-                f"{'text' if first[0] == 'text' else 'prompt/completion'} records (first at line "
-                f"{first[1]}); a .jsonl file holds one kind",
+                f"{path}:{lineno}",
+                f"mixes a {names[kind]} record with {names[first[0]]} records (first "
+                f"at line {first[1]}); a .jsonl file holds one kind",
             )
-        if kind == "text":
-            docs.append(obj["text"])
-        else:
-            records.append((obj["prompt"], obj["completion"]))
+        items.append(item)
     if first is None:
         raise DataError(str(path), "file has no records (only blank lines)")
-    if first[0] == "text":
-        joined = "\n".join(docs)
-        if not joined.strip():
-            raise DataError(str(path), "every 'text' field is empty")
-        return _text_corpus(joined, fractions, label, str(path))
-    return _split_records(records, fractions, label, str(path))
+    if first[0] == "records":
+        return _split_records(items, fractions, label, str(path))
+    joined = "\n".join(items)
+    if not joined.strip():
+        raise DataError(str(path), "every 'text' field is empty")
+    return _text_corpus(joined, fractions, label, str(path))
 
 
-def _split_records(records: list[tuple[str, str]], fractions: tuple[float, float, float], label: str,
-                   where: str) -> Corpus:
+def _split_records(
+    records: list[tuple[str, str]], fractions: tuple[float, float, float], label: str, where: str
+) -> Corpus:
     n = len(records)
     c1 = round(n * fractions[0])
     c2 = round(n * (fractions[0] + fractions[1]))
-    sizes = {"train": c1, "val": c2 - c1, "test": n - c2}
-    empty = [s for s, k in sizes.items() if k <= 0]
-    if empty:
-        raise DataError(
-            where,
-            f"corpus too small for the split {tuple(fractions)}: the {' and '.join(empty)} split "
-            f"would be empty ({n} records) - use more records or change data.split",
-        )
+    _check_nonempty({"train": c1, "val": c2 - c1, "test": n - c2}, fractions, where,
+                    f"{n} records")
     parts = {"train": records[:c1], "val": records[c1:c2], "test": records[c2:]}
     return Corpus("records", label, records=parts, n_lines={s: len(r) for s, r in parts.items()})
-
-
-def check_vocab_size(requested: int | None, available: int, what: str) -> None:
-    """SpecError when a char/word vocabulary asks for more symbols than the corpus has."""
-    if requested is not None and requested > available + 4:
-        raise SpecError(
-            "data.vocab_size",
-            f"{requested} is too large: the train split has only {available} distinct {what} "
-            f"(at most {available + 4} with the 4 special tokens); lower it or leave it unset",
-        )

@@ -1,4 +1,4 @@
-"""Tokenizers: ``char``, ``word``, ``bpe`` and ``unigram`` (SentencePiece), trained on the train split.
+"""Tokenizers: ``char``, ``word``, ``bpe`` and ``unigram`` (SentencePiece), trained on train.
 
 Special ids are fixed for every kind: ``UNK=0, BOS=1, EOS=2, PAD=3``; ordinary symbols start at 4.
 ``decode`` drops BOS/EOS/PAD and renders UNK as ``⁇``.
@@ -9,6 +9,10 @@ Losslessness (``decode(encode(text)) == text`` when no UNK is produced):
 * ``word`` - tokens are ``\\S+`` runs plus "\\n" as its own token; spaces are dropped and decode
   puts single spaces between words, so it is lossless only for text whose lines are single-space
   separated without leading/trailing spaces or tabs (true for the synthetic corpus).
+  On a pre-tokenised corpus (wikitext, ptb: ``pretokenized=True``) the corpus's own ``<unk>``
+  is the UNK id and every line end is EOS, as in the reference word_language_model (each line's
+  words followed by ``<eos>``); the vocabulary then counts neither, and decode renders UNK as
+  ``<unk>`` and EOS as a line end.
 * ``bpe`` / ``unigram`` - identity normalisation, no whitespace collapsing, no dummy prefix, and
   "\\n" is a user-defined piece (id 4), so whole multi-line texts encode in one call and decode
   restores them exactly. (We use a newline piece rather than EOS so that EOS keeps meaning
@@ -33,13 +37,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lmbench.data.sources import check_vocab_size
 from lmbench.errors import SpecError
 
 UNK, BOS, EOS, PAD = 0, 1, 2, 3
 N_SPECIAL = 4
 SPECIAL_PIECES = ("<unk>", "<s>", "</s>", "<pad>")
 UNK_SURFACE = "\u2047"  # ⁇, as SentencePiece renders an unknown piece
+CORPUS_UNK = "<unk>"  # how wikitext and Mikolov's PTB spell a word outside their vocabulary
 TOKENIZER_KINDS = ("char", "word", "bpe", "unigram")
 CHUNK_CHARS = 1 << 22  # ~4 MB of text per encoding step
 _FORMAT = 1
@@ -117,7 +121,7 @@ class Tokenizer(ABC):
         return [self.encode(t) for t in texts]
 
     def save(self, directory: str | Path) -> None:
-        """Write ``tokenizer.json`` (kind, vocab size, vocab for char/word) and ``spm.model`` for SP."""
+        """Write ``tokenizer.json`` (kind, vocab size, char/word vocab) and SP's ``spm.model``."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         meta = {"format": _FORMAT, "kind": self.kind, "vocab_size": self.vocab_size}
@@ -183,16 +187,37 @@ class CharTokenizer(_VocabTokenizer):
 
 
 class WordTokenizer(_VocabTokenizer):
-    """``\\S+`` words plus "\\n"; lossless only for single-space separated lines (see module doc)."""
+    """``\\S+`` words plus "\\n"; lossless only for single-space separated lines (see module doc).
+
+    ``pretokenized``: "\\n" is EOS and ``<unk>`` is UNK rather than words of the vocabulary.
+    """
 
     kind = "word"
+
+    def __init__(self, pieces: list[str], pretokenized: bool = False):
+        super().__init__(pieces)
+        self.pretokenized = pretokenized
+        if pretokenized:
+            self.stoi.update({"\n": EOS, CORPUS_UNK: UNK})
 
     def encode_array(self, text: str) -> np.ndarray:
         words = split_words(text)
         return np.fromiter(map(self.stoi.get, words, repeat(UNK)), dtype=np.int64, count=len(words))
 
     def decode(self, ids: Iterable[int]) -> str:
-        return " ".join(self._pieces(ids)).replace(" \n", "\n").replace("\n ", "\n")
+        if self.pretokenized:
+            marks = {EOS: "\n", UNK: CORPUS_UNK}  # BOS and PAD are dropped
+            pieces = [marks.get(i) or self.itos[i] for i in _ids(ids)
+                      if i in marks or i >= N_SPECIAL]
+        else:
+            pieces = self._pieces(ids)
+        return " ".join(pieces).replace(" \n", "\n").replace("\n ", "\n")
+
+    def _save(self, directory: Path) -> dict[str, Any]:
+        meta = super()._save(directory)
+        if self.pretokenized:  # absent otherwise, so other tokenizer.json files stay as they were
+            meta["pretokenized"] = True
+        return meta
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -241,7 +266,7 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
     if kind == "char":
         tok: Tokenizer = CharTokenizer(meta["pieces"])
     elif kind == "word":
-        tok = WordTokenizer(meta["pieces"])
+        tok = WordTokenizer(meta["pieces"], pretokenized=meta.get("pretokenized", False))
     elif kind in ("bpe", "unigram"):
         tok = SentencePieceTokenizer(kind, (d / meta["model_file"]).read_bytes())
     else:
@@ -263,6 +288,17 @@ def _top(counts: dict[str, int], vocab_size: int | None) -> list[str]:
     return [s for s, _ in ranked]
 
 
+def check_vocab_size(requested: int | None, available: int, what: str) -> None:
+    """SpecError when a char/word vocabulary asks for more symbols than the corpus has."""
+    if requested is not None and requested > available + N_SPECIAL:
+        raise SpecError(
+            "data.vocab_size",
+            f"{requested} is too large: the train split has only {available} distinct {what} "
+            f"(at most {available + N_SPECIAL} with the 4 special tokens); lower it or leave it "
+            "unset",
+        )
+
+
 def _train_char(texts: Iterable[str], vocab_size: int | None) -> CharTokenizer:
     counts: dict[int, int] = {}
     for text in texts:
@@ -275,13 +311,17 @@ def _train_char(texts: Iterable[str], vocab_size: int | None) -> CharTokenizer:
     return CharTokenizer(_top({chr(k): v for k, v in counts.items()}, vocab_size))
 
 
-def _train_word(texts: Iterable[str], vocab_size: int | None) -> WordTokenizer:
+def _train_word(texts: Iterable[str], vocab_size: int | None, pretokenized: bool) -> WordTokenizer:
     counts: Counter[str] = Counter()
     for text in texts:
         for chunk in iter_chunks(text):
             counts.update(split_words(chunk))
-    check_vocab_size(vocab_size, len(counts), "words (counting newline)")
-    return WordTokenizer(_top(counts, vocab_size))
+    if pretokenized:  # EOS and UNK, not words: every vocab_size slot goes to a real word
+        counts.pop("\n", None)
+        counts.pop(CORPUS_UNK, None)
+    what = "words" if pretokenized else "words (counting newline)"
+    check_vocab_size(vocab_size, len(counts), what)
+    return WordTokenizer(_top(counts, vocab_size), pretokenized)
 
 
 def _sentences(texts: Iterable[str]) -> Iterator[str]:
@@ -347,12 +387,19 @@ def _train_sentencepiece(kind: str, texts: list[str], vocab_size: int) -> Senten
     return SentencePieceTokenizer(kind, model.getvalue())
 
 
-def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None) -> Tokenizer:
-    """Train a tokenizer of ``kind`` on ``texts`` (the train split's text pieces)."""
+def train_tokenizer(
+    kind: str, texts: Iterable[str], vocab_size: int | None, *, pretokenized: bool = False
+) -> Tokenizer:
+    """Train a tokenizer of ``kind`` on ``texts`` (the train split's text pieces).
+
+    ``pretokenized`` (the corpus's :attr:`~lmbench.data.sources.Corpus.pretokenized`) changes
+    only ``word``: ``<unk>`` -> UNK and line end -> EOS (see the module doc). The other kinds see
+    such a corpus as plain text.
+    """
     if kind == "char":
         return _train_char(texts, vocab_size)
     if kind == "word":
-        return _train_word(texts, vocab_size)
+        return _train_word(texts, vocab_size, pretokenized)
     if kind in ("bpe", "unigram"):
         if vocab_size is None:
             raise SpecError("data.vocab_size", f"tokenizer {kind!r} needs data.vocab_size")
