@@ -34,13 +34,6 @@ UriOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow track
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; only the final summary.")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="Tiny profile (small model, few steps) for smoke tests.")]
 
-# The --quick profile: a few seconds on a laptop CPU, but still a real run end to end.
-QUICK = [
-    "model.preset=small", "train.budget={steps: 40}", "search.budget=null", "train.eval_interval=20", "train.eval_tokens=2000",
-    "train.log_interval=5", "train.batch_size=8", "data.seq_len=32", "data.size=20000",
-]
-
-
 def user_errors(fn):
     """Turn UserError into one clear line on stderr and exit code 2."""
 
@@ -55,29 +48,6 @@ def user_errors(fn):
             raise typer.Exit(2) from None
 
     return wrapper
-
-
-def _overrides(quick: bool, sets: list[str] | None, **options) -> list[str]:
-    """CLI options become --set overrides, so they are validated by the same spec models."""
-    out = list(QUICK) if quick else []
-    mapping = {"model": "model.arch", "data": "data.source", "seed": "train.seed", "device": "train.device",
-               "tracking_uri": "tracking.tracking_uri", "steps": "train.budget", "tokens": "train.budget"}
-    for name, value in options.items():
-        if value is None:
-            continue
-        if name in ("steps", "tokens"):
-            out.append(f"train.budget={{{name}: {value}}}")
-        elif name == "data":
-            out.append(f"data.source={_yaml_str(value)}")
-        else:
-            out.append(f"{mapping[name]}={_yaml_str(value) if isinstance(value, str) else value}")
-    return out + list(sets or [])
-
-
-def _yaml_str(value: str) -> str:
-    import json
-
-    return json.dumps(value)  # a JSON string is valid YAML: quotes paths with odd characters
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -104,9 +74,10 @@ def train(
     quiet: QuietOpt = False,
 ) -> None:
     """Train one model, evaluate it on val and test, and record everything in MLflow."""
-    from lmbench.config import load_spec
+    from lmbench.config import load_spec, options
     from lmbench.errors import SpecError
     from lmbench.experiments.single import resume_training, run_training
+    from lmbench.report.terminal import print_run
 
     _setup_logging(quiet)
     if steps is not None and tokens is not None:
@@ -119,30 +90,10 @@ def train(
             raise SpecError(clash[0], "cannot be combined with --resume (the run's stored spec is used)")
         result = resume_training(resume, tracking_uri=tracking_uri, device=device, quiet=quiet)
     else:
-        overrides = _overrides(quick, set_, model=model, data=data, seed=seed, device=device,
-                               tracking_uri=tracking_uri, steps=steps, tokens=tokens)
+        overrides = options.overrides(quick, set_, model=model, data=data, seed=seed, device=device,
+                                      tracking_uri=tracking_uri, steps=steps, tokens=tokens)
         result = run_training(load_spec(spec, overrides), quiet=quiet)
-    _print_result(result)
-
-
-def _print_result(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"run {result.run_id}  ({result.stop_reason}, {result.steps} steps, "
-                        f"{result.tokens:,} tokens, {result.seconds:.1f}s, {result.tokens_per_sec:,.0f} tok/s)")
-    table.add_column("split")
-    cols = {"loss": "loss", "ppl": "ppl", "accuracy": "acc", "bits_per_token": "bits/tok",
-            "bits_per_char": "bits/char", "floor": "floor", "excess": "excess", "bleu": "BLEU"}
-    present = [c for c in cols if f"test_{c}" in result.final]
-    for c in present:
-        table.add_column(cols[c], justify="right")
-    for split, prefix in (("val", "final_val"), ("test", "test")):
-        table.add_row(split, *[f"{result.final[f'{prefix}_{c}']:.4f}" for c in present])
-    Console().print(table)
-    p = result.num_params
-    typer.echo(f"params: {p['non_embedding']:,} non-embedding, {p['embedding']:,} embedding; "
-               f"checkpoints: {result.checkpoint_dir}")
+    print_run(result)
 
 
 ModelsOpt = Annotated[str | None, typer.Option("--models", help="Comma-separated architectures, e.g. rnn,lstm,gru.")]
@@ -152,11 +103,6 @@ WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Processes sha
                                                 "(0: create the studies and wait for `lmbench worker`s).")]
 DevicesOpt = Annotated[str | None, typer.Option("--devices", help="cuda:0,cuda:1 | all | cpu, round-robin over workers.")]
 StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (default: a journal file in studies/).")]
-
-
-def _search_overrides(trials, workers, devices, storage) -> list[str]:
-    pairs = {"search.trials": trials, "search.workers": workers, "search.devices": devices, "search.storage": storage}
-    return [f"{k}={_yaml_str(v) if isinstance(v, str) else v}" for k, v in pairs.items() if v is not None]
 
 
 @app.command()
@@ -177,18 +123,17 @@ def compare(
     quiet: QuietOpt = False,
 ) -> None:
     """Tune every model with the same budget, retrain each best config with K seeds, compare them."""
-    from lmbench.config import load_spec
+    from lmbench.config import load_spec, options
     from lmbench.experiments.compare import compare as run_compare
+    from lmbench.report.terminal import print_results
 
     _setup_logging(quiet)
-    extra = _search_overrides(trials, workers, devices, storage)
-    if models_ is not None:
-        extra.append(f"compare.models={_yaml_str(models_)}" if not models_.strip() else
-                     f"compare.models={[m.strip() for m in models_.split(',')]}")
-    extra += [f"compare.{k}={v}" for k, v in (("seeds", seeds), ("match_params", match_params)) if v is not None]
-    overrides = _overrides(quick, [*extra, *(set_ or [])], data=data, tracking_uri=tracking_uri)
+    extra = options.models_override(models_) + options.section_overrides("compare", seeds=seeds,
+                                                                           match_params=match_params)
+    overrides = options.overrides(quick, [*extra, *(set_ or [])], data=data, tracking_uri=tracking_uri,
+                                  trials=trials, workers=workers, devices=devices, storage=storage)
     result = run_compare(load_spec(spec, overrides), quiet=quiet)
-    _print_table(result, "compare")
+    print_results(result, "compare")
 
 
 @app.command()
@@ -208,25 +153,17 @@ def ablate(
     quiet: QuietOpt = False,
 ) -> None:
     """One-factor-at-a-time ablation around a baseline, every value with the baseline's seeds."""
-    from lmbench.config import load_spec
-    from lmbench.errors import SpecError
+    from lmbench.config import load_spec, options
     from lmbench.experiments.ablate import ablate as run_ablate
+    from lmbench.report.terminal import print_results
 
     _setup_logging(quiet)
-    extra = _search_overrides(None, None, None, storage)
-    if param:
-        extra.append(f"ablate.params={[p.strip() for p in param]}")
-    for v in values or []:
-        name, sep, listed = v.partition("=")
-        if not sep:
-            if not param or len(param) != 1:
-                raise SpecError("--values", "with several --param, write --values NAME=v1,v2")
-            name, listed = param[0], v
-        extra.append(f"ablate.values.{name.strip()}=[{listed}]")
-    extra += [f"ablate.{k}={v}" for k, v in (("seeds", seeds), ("baseline", baseline), ("model", model)) if v is not None]
-    overrides = _overrides(quick, [*extra, *(set_ or [])], data=data, tracking_uri=tracking_uri)
+    extra = options.ablate_overrides(param, values)
+    extra += options.section_overrides("ablate", seeds=seeds, baseline=baseline, model=model)
+    overrides = options.overrides(quick, [*extra, *(set_ or [])], data=data, tracking_uri=tracking_uri,
+                                  storage=storage)
     result = run_ablate(load_spec(spec, overrides), quiet=quiet)
-    _print_table(result, "ablate")
+    print_results(result, "ablate")
 
 
 @app.command()
@@ -245,12 +182,12 @@ def tune(
     quiet: QuietOpt = False,
 ) -> None:
     """Run one model's Optuna study to its total and print the best trial."""
-    from lmbench.config import load_spec
+    from lmbench.config import load_spec, options
     from lmbench.experiments.compare import tune as run_tune
 
     _setup_logging(quiet)
-    extra = _search_overrides(trials, workers, devices, storage)
-    overrides = _overrides(quick, [*extra, *(set_ or [])], model=model, data=data, tracking_uri=tracking_uri)
+    overrides = options.overrides(quick, set_, model=model, data=data, tracking_uri=tracking_uri,
+                                  trials=trials, workers=workers, devices=devices, storage=storage)
     s = load_spec(spec, overrides)
     result = run_tune(s, s.model.arch, quiet=quiet)
     typer.echo(f"best val loss {result['best_value']:.4f} with {result['best_params']}")
@@ -266,38 +203,17 @@ def run_spec(
     """Run whatever the spec's kind says (train | tune | compare | ablate) with the spec's settings."""
     from lmbench import experiments
     from lmbench.config import load_spec
+    from lmbench.report.terminal import print_results, print_run
 
     _setup_logging(quiet)
     s = load_spec(spec, set_)
     if s.kind == "train":
-        _print_result(experiments.run_training(s, quiet=quiet))
+        print_run(experiments.run_training(s, quiet=quiet))
     elif s.kind == "tune":
         result = experiments.tune(s, s.model.arch, quiet=quiet)
         typer.echo(f"best val loss {result['best_value']:.4f} with {result['best_params']}")
     else:
-        _print_table(getattr(experiments, s.kind)(s, quiet=quiet), s.kind)
-
-
-def _print_table(result, kind: str) -> None:
-    from rich.console import Console
-
-    from lmbench.stats import render_table
-
-    table = result["table"]
-    if kind == "compare":
-        title = "compare: mean ± 95% CI over seeds (t), paired t-test vs the best (★)"
-        cols = [("test_loss", "test loss"), ("test_ppl", "ppl"), ("test_accuracy", "acc"), ("test_excess", "excess"),
-                ("test_bleu", "BLEU"), ("params_non_embedding", "params"), ("train_tokens_per_sec", "tok/s"), ("train_seconds", "train s"),
-                ("delta_vs_best", "Δ vs best"), ("p_vs_best", "p")]
-    else:
-        title = "ablate: mean ± 95% CI over seeds (t), delta and paired t-test vs the baseline"
-        cols = [("param", "param"), ("value", "value"), ("test_loss", "test loss"), ("test_ppl", "ppl"),
-                ("test_accuracy", "acc"), ("delta", "Δ vs baseline"), ("p", "p")]
-    cols = [(k, h) for k, h in cols if k in table.columns or f"{k}_mean" in table.columns]
-    Console(width=max(120, Console().width)).print(render_table(table, title, cols))
-    typer.echo(f"results: {result['path']} (and .json); MLflow root run {result['root_run_id']}")
-    if result.get("report"):
-        typer.echo(f"report: {result['report']}")
+        print_results(getattr(experiments, s.kind)(s, quiet=quiet), s.kind)
 
 
 @app.command()
@@ -364,24 +280,9 @@ def server(
 @user_errors
 def models() -> None:
     """List the architectures with their parameters, defaults and size presets."""
-    from rich.console import Console
-    from rich.table import Table
+    from lmbench.report.terminal import print_models
 
-    from lmbench.models import describe_archs
-
-    console = Console()
-    for arch in describe_archs():
-        presets = arch["presets"]
-        table = Table(title=f"{arch['name']}: {arch['description']}", title_justify="left")
-        table.add_column("parameter")
-        table.add_column("type")
-        table.add_column("default")
-        for p in presets:
-            table.add_column(f"preset {p}")
-        for f in arch["fields"]:
-            table.add_row(f["name"], f["type"], str(f["default"]),
-                          *[str(presets[p].get(f["name"], "")) for p in presets])
-        console.print(table)
+    print_models()
 
 
 @app.command()
@@ -395,6 +296,7 @@ def data(
     from rich.console import Console
     from rich.table import Table
 
+    from lmbench.config import options
     from lmbench.data import corpus_stats, list_datasets
 
     console = Console()
@@ -408,7 +310,7 @@ def data(
         return
     from lmbench.config import load_spec
 
-    overrides = ([f"data.source={_yaml_str(source)}"] if source else []) + list(set_ or [])
+    overrides = options.overrides(sets=set_, data=source)
     stats = corpus_stats(load_spec(spec, overrides).data)
     console.print_json(data=stats)
 

@@ -1,0 +1,1 @@
+"""Generating text with a trained model: decoding strategies (decoding) and BLEU (bleu)."""

@@ -1,0 +1,63 @@
+"""Results for the terminal: one run's scores, a comparison or ablation table, the registry."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from lmbench.models import describe_archs
+from lmbench.stats import render_table
+
+
+def print_run(result) -> None:
+    """A finished run: its val and test scores, size and checkpoint folder."""
+    table = Table(title=f"run {result.run_id}  ({result.stop_reason}, {result.steps} steps, "
+                        f"{result.tokens:,} tokens, {result.seconds:.1f}s, {result.tokens_per_sec:,.0f} tok/s)")
+    table.add_column("split")
+    cols = {"loss": "loss", "ppl": "ppl", "accuracy": "acc", "bits_per_token": "bits/tok",
+            "bits_per_char": "bits/char", "floor": "floor", "excess": "excess", "bleu": "BLEU"}
+    present = [c for c in cols if f"test_{c}" in result.final]
+    for c in present:
+        table.add_column(cols[c], justify="right")
+    for split, prefix in (("val", "final_val"), ("test", "test")):
+        table.add_row(split, *[f"{result.final[f'{prefix}_{c}']:.4f}" for c in present])
+    Console().print(table)
+    p = result.num_params
+    print(f"params: {p['non_embedding']:,} non-embedding, {p['embedding']:,} embedding; "
+          f"checkpoints: {result.checkpoint_dir}")
+
+
+def print_results(result, kind: str) -> None:
+    """The table of a compare or ablate, with where its files and runs are."""
+    table = result["table"]
+    if kind == "compare":
+        title = "compare: mean ± 95% CI over seeds (t), paired t-test vs the best (★)"
+        cols = [("test_loss", "test loss"), ("test_ppl", "ppl"), ("test_accuracy", "acc"), ("test_excess", "excess"),
+                ("test_bleu", "BLEU"), ("params_non_embedding", "params"), ("train_tokens_per_sec", "tok/s"), ("train_seconds", "train s"),
+                ("delta_vs_best", "Δ vs best"), ("p_vs_best", "p")]
+    else:
+        title = "ablate: mean ± 95% CI over seeds (t), delta and paired t-test vs the baseline"
+        cols = [("param", "param"), ("value", "value"), ("test_loss", "test loss"), ("test_ppl", "ppl"),
+                ("test_accuracy", "acc"), ("delta", "Δ vs baseline"), ("p", "p")]
+    cols = [(k, h) for k, h in cols if k in table.columns or f"{k}_mean" in table.columns]
+    Console(width=max(120, Console().width)).print(render_table(table, title, cols))
+    print(f"results: {result['path']} (and .json); MLflow root run {result['root_run_id']}")
+    if result.get("report"):
+        print(f"report: {result['report']}")
+
+
+def print_models() -> None:
+    """Every architecture with its parameters, defaults and size presets."""
+    console = Console()
+    for arch in describe_archs():
+        presets = arch["presets"]
+        table = Table(title=f"{arch['name']}: {arch['description']}", title_justify="left")
+        table.add_column("parameter")
+        table.add_column("type")
+        table.add_column("default")
+        for p in presets:
+            table.add_column(f"preset {p}")
+        for f in arch["fields"]:
+            table.add_row(f["name"], f["type"], str(f["default"]),
+                          *[str(presets[p].get(f["name"], "")) for p in presets])
+        console.print(table)
