@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 app = typer.Typer(
@@ -34,27 +35,69 @@ UriOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow track
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; only the final summary.")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="Tiny profile (small model, few steps) for smoke tests.")]
 
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures and the libraries' INFO "
+                                        "logs (Optuna, MLflow); without it a failure is one line.")] = False,
+) -> None:
+    """Fair, reproducible language-model architecture comparisons (PyTorch + Optuna + MLflow).
+
+    Start with `lmbench compare --quick`, then `lmbench status NAME`, `lmbench report NAME` and
+    `lmbench ui`. Passwords in --storage / --tracking-uri URLs are never stored or printed (use
+    ~/.pgpass and MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD on shared machines).
+    """
+    from lmbench.logs import DEBUG_ENV
+
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # spawned worker processes follow
+    else:
+        os.environ.pop(DEBUG_ENV, None)
+
+
 def user_errors(fn):
-    """Turn UserError into one clear line on stderr and exit code 2."""
+    """A UserError is one line on stderr, exit 2; a failed run is one line (run id, FAILED, the
+    reason), exit 1; any other failure is one line too, exit 1. ``--debug`` shows the traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from lmbench.errors import UserError
+        from lmbench.errors import UserError, failed_run_of
+        from lmbench.logs import debugging
+        from lmbench.secrets import scrub
 
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException):
+            raise  # typer's own ways out (typer.Exit is a RuntimeError)
         except UserError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+            if failed_run_of(e) is None:  # found before any run: the user's to fix
+                typer.echo(scrub(f"error: {e}"), err=True)
+                raise typer.Exit(2) from None
+            _fail(e, debugging())
+        except Exception as e:  # noqa: BLE001 - the one place that turns failures into one line
+            _fail(e, debugging())
 
     return wrapper
+
+
+def _fail(e: BaseException, debug: bool) -> None:
+    """Print a failure as one line (the run that failed, if any) and exit 1; re-raise with --debug."""
+    from lmbench.errors import failed_run_of, one_line
+    from lmbench.secrets import scrub
+
+    if debug:
+        raise e
+    run_id = failed_run_of(e)
+    where = f"run {run_id} FAILED: " if run_id else ""
+    typer.echo(scrub(f"error: {where}{one_line(e)}") + "  (--debug shows the traceback)", err=True)
+    raise typer.Exit(1) from None
 
 
 def _setup_logging(quiet: bool) -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(show_path=False, show_time=False)], force=True)
+    from lmbench import logs
+
+    logs.setup(logging.WARNING if quiet else logging.INFO, RichHandler(show_path=False, show_time=False))
 
 
 @app.command()
@@ -102,7 +145,10 @@ SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="Final runs per mo
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Processes sharing each study on this machine "
                                                 "(0: create the studies and wait for `lmbench worker`s).")]
 DevicesOpt = Annotated[str | None, typer.Option("--devices", help="cuda:0,cuda:1 | all | cpu, round-robin over workers.")]
-StorageOpt = Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (default: a journal file in studies/).")]
+StorageOpt = Annotated[str | None, typer.Option(
+    "--storage", envvar="LMBENCH_STORAGE",
+    help="Optuna storage URL (default: a journal file in studies/); a password in it is used, never stored "
+         "(or leave it out: libpq reads PGPASSWORD / ~/.pgpass).")]
 
 
 @app.command()
@@ -267,13 +313,28 @@ def server(
     backend_store_uri: Annotated[str, typer.Option("--backend-store-uri", help="Where runs are stored: sqlite:///... or postgresql://...")] = "sqlite:///mlflow.db",
     artifacts_destination: Annotated[str, typer.Option("--artifacts-destination", help="Folder (or URI) for artifacts, served through the server.")] = "mlartifacts",
     workers: Annotated[int, typer.Option("--workers", help="Server processes.")] = 4,
+    auth: Annotated[bool, typer.Option("--auth", help="MLflow's basic-auth app: every request needs a user and "
+                                       "password (workers: MLFLOW_TRACKING_USERNAME / _PASSWORD).")] = False,
+    admin: Annotated[str, typer.Option("--admin", help="--auth: the admin user, created on the first start.")] = "admin",
+    admin_password_file: Annotated[Path | None, typer.Option(
+        "--admin-password-file", help="--auth: a file whose first line is the admin's password "
+        "(default: $LMBENCH_ADMIN_PASSWORD; never on the command line).")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback --host without --auth "
+                                           "(anyone who reaches the port can read and change every run).")] = False,
 ) -> None:
-    """Start an MLflow tracking server for lmbench workers: runs and (proxied) artifacts."""
-    from lmbench.tracking.server import server_command
+    """Start an MLflow tracking server for lmbench workers: runs and (proxied) artifacts.
 
-    cmd = server_command(host, port, backend_store_uri, artifacts_destination, workers)
-    typer.echo(" ".join(cmd), err=True)
-    os.execv(cmd[0], cmd)  # the server replaces this process: signals and exit code are its own
+    A --host other than loopback needs --auth (or --insecure on a trusted network)."""
+    from lmbench.tracking.server import admin_password, check_exposure, server_command, server_env
+
+    check_exposure(host, auth, insecure)
+    password = admin_password(admin_password_file) if auth else None
+    store = backend_store_uri.removeprefix("sqlite:///")
+    folder = Path(store).resolve().parent if backend_store_uri.startswith("sqlite:///") else Path.cwd()
+    env = server_env(backend_store_uri, folder if auth else None, admin, password)
+    cmd = server_command(host, port, backend_store_uri, artifacts_destination, workers, auth=auth)
+    typer.echo(" ".join(cmd), err=True)  # no password in it: the store's and the admin's are in env
+    os.execve(cmd[0], cmd, env)  # the server replaces this process: signals and exit code are its own
 
 
 @app.command()

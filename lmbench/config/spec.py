@@ -18,9 +18,18 @@ from pydantic import (
     model_validator,
 )
 
+from lmbench import secrets
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: train.lr=inf or nan is a spec error (exit 2), not a run that fails later
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _redacted(url: str | None) -> str | None:
+    """A URL's password stays in this process (lmbench.secrets); the spec holds ``user:***@``, so
+    nothing made from a spec (params, spec.yaml, checkpoints, study attributes) can leak it."""
+    return secrets.remember(url)
 
 
 class SplitFiles(_Strict):
@@ -145,6 +154,8 @@ class TrackingSpec(_Strict):
     experiment: str | None = Field(None, description="MLflow experiment (default: the spec name)")
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
 
+    _no_password = field_validator("tracking_uri")(_redacted)
+
 
 class SpaceParam(_Strict):
     """One search dimension: exactly one of float, int (a [low, high] range) or categorical."""
@@ -191,6 +202,7 @@ class SearchSpec(_Strict):
         description="per-trial budget, the same for every model (null: train.budget)",
     )
     storage: str | None = Field(None, description="Optuna storage URL (default: a journal file in studies/)")
+    _no_password = field_validator("storage")(_redacted)
     workers: int = Field(1, ge=0, description="processes sharing a study on this machine "
                          "(0: only create the studies and wait for `lmbench worker`s elsewhere)")
     heartbeat_interval: int = Field(10, ge=1, description="seconds between a running trial's liveness records")

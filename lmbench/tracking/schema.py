@@ -31,8 +31,14 @@ DEVICE_NAME = "device.name"
 PRECISION = "precision"
 WORKER_PID = "lmbench.worker_pid"
 
+# -- liveness of a run: who writes it, and when it last said so ------------------------------------
+PID = "lmbench.pid"  # the process writing the run (on host HOST)
+PROCESS_START = "lmbench.process_start"  # that process's start time (epoch s): a reused pid is not it
+HEARTBEAT = "lmbench.heartbeat"  # epoch seconds of the last sign of life, refreshed while the run is open
+
 # -- how a run ended -----------------------------------------------------------------------------
 FAILURE = "lmbench.failure"  # the reason a run FAILED or was KILLED by liveness
+PROCESS_DIED = "process died"  # the failure of a run whose process is gone (tracking.alive)
 STOP_REASON = "lmbench.stop_reason"  # budget | early_stopping | interrupted at step N
 CHECKPOINT_DIR = "lmbench.checkpoint_dir"  # absolute path of the run's checkpoints on its machine
 

@@ -12,25 +12,36 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from lmbench import secrets
 from lmbench.errors import UserError
-from lmbench.tracking.tracker import DEFAULT_ARTIFACTS, resolve_uri
+from lmbench.signals import on_sigterm
+from lmbench.tracking.alive import reap_dead_runs
+from lmbench.tracking.server import LOOPBACK, server_command, server_env
+from lmbench.tracking.tracker import resolve_uri
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 STOP_SECONDS = 10.0
 
 
-def server_command(uri: str, host: str, port: int) -> list[str]:
-    """``mlflow server`` on a local store; artifacts are served from beside the SQLite file."""
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host,
-           "--port", str(port), "--workers", "1"]
-    if uri.startswith("sqlite:///"):
+def latest_experiment(uri: str) -> str | None:
+    """The id of the experiment with the newest run (else the newest experiment), or None."""
+    from mlflow import MlflowClient
 
-        cmd += ["--artifacts-destination", str(Path(uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACTS)]
-    return cmd
+    client = MlflowClient(uri)
+    reap_dead_runs(client)  # the UI should not show runs of dead processes as RUNNING
+    experiments = [e for e in client.search_experiments(order_by=["creation_time DESC"]) if e.name != "Default"]
+    if not experiments:
+        return None
+    runs = client.search_runs([e.experiment_id for e in experiments], order_by=["attributes.start_time DESC"],
+                              max_results=1)
+    return runs[0].info.experiment_id if runs else experiments[0].experiment_id
+
+
+def runs_page(base: str, experiment_id: str | None) -> str:
+    """The MLflow UI's runs table of an experiment (its home page when there is none)."""
+    return f"{base}/#/experiments/{experiment_id}/runs" if experiment_id else base
 
 
 def check_port(host: str, port: int) -> None:
@@ -59,20 +70,19 @@ def serve(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = 
              "machine; MLflow has no authentication here")
     check_port(host, port)
     shown = f"[{host}]" if ":" in host else host
-    proc = subprocess.Popen(server_command(uri, host, port), start_new_session=True)
-    echo(f"MLflow UI: http://{shown}:{port}  (store {uri}); Ctrl-C stops it")
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        stop(proc)
-        echo("MLflow UI stopped")
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    page = runs_page(f"http://{shown}:{port}", latest_experiment(uri))
+    proc = subprocess.Popen(server_command(host, port, uri, workers=1), env=server_env(uri), start_new_session=True)
+    echo(f"MLflow UI: {page}  (store {secrets.redact(uri)}); Ctrl-C stops it")
+    with on_sigterm(_interrupt):  # SIGTERM stops the server like Ctrl-C
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            stop(proc)
+            echo("MLflow UI stopped")
+            return 0
 
 
-def _interrupt(signum, frame) -> None:
+def _interrupt(signum: int) -> None:
     raise KeyboardInterrupt
 
 

@@ -11,8 +11,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from lmbench import secrets
 from lmbench.config import ExperimentSpec, flatten, resolved_dict, spec_hash
 from lmbench.data import prepare_data
+from lmbench.errors import mark_failed_run, one_line
 from lmbench.signals import Terminated, sigterm_raises
 from lmbench.tracking import schema
 from lmbench.training import checkpoint
@@ -105,8 +107,10 @@ def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str,
         if signalled or isinstance(e, (KeyboardInterrupt, Terminated)):
             status = "KILLED"
             _save_on_interrupt(tr)
-        elif tr.tracker is not None:
-            tr.tracker.set_tags({schema.FAILURE: f"{type(e).__name__}: {e}"[:5000]})
+        else:
+            mark_failed_run(e, tr.run_id if tr.tracker is not None else None)
+            if tr.tracker is not None:
+                tr.tracker.set_tags({schema.FAILURE: secrets.scrub(one_line(e, 5000))})
         raise
     finally:
         if tr.tracker is not None:

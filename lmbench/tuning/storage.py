@@ -20,6 +20,7 @@ import sqlalchemy.exc
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy import text
 
+from lmbench import secrets
 from lmbench.config import ExperimentSpec, space_for
 from lmbench.errors import SpecError
 from lmbench.tuning.samplers import make_pruner, make_sampler
@@ -45,6 +46,8 @@ def open_storage(url: str | None, experiment: str, live=None):
         path = default_storage_path(experiment)
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    url = secrets.remember(url)  # shown redacted; the password is only in ``real``
+    real = secrets.reveal(url)
     heartbeat = {}
     if live is not None:
 
@@ -56,13 +59,13 @@ def open_storage(url: str | None, experiment: str, live=None):
     for attempt in range(attempts):
         try:
             # pre-ping: a pooled connection that died with a PostgreSQL restart is replaced, not used
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+            return optuna.storages.RDBStorage(real, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
         except Exception as e:  # sqlalchemy raises many kinds; the user needs the URL and the reason
             racing = isinstance(e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError))
             if racing and attempt < attempts - 1:  # workers creating a new database's tables at once
                 time.sleep(0.2 * (attempt + 1))
                 continue
-            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            reason = secrets.scrub(str(e).strip().splitlines()[0][:300]) if str(e).strip() else type(e).__name__
             raise SpecError("--storage", f"cannot open Optuna storage {url!r}: {reason}") from None
     raise AssertionError("unreachable")
 
@@ -71,11 +74,19 @@ def study_name(experiment: str, arch: str) -> str:
     return f"{experiment}/{arch}"
 
 
+OBJECTIVE = "val_loss"  # what a study minimises (a trial's final_val_loss), as Optuna's dashboard names it
+
+
 def open_study(spec: ExperimentSpec, arch: str, storage):
     space = space_for(spec, arch)
-    return optuna.create_study(study_name=study_name(spec.experiment_name, arch), storage=storage,
-                               sampler=make_sampler(spec, space), pruner=make_pruner(spec),
-                               direction="minimize", load_if_exists=True)
+    study = optuna.create_study(study_name=study_name(spec.experiment_name, arch), storage=storage,
+                                sampler=make_sampler(spec, space), pruner=make_pruner(spec),
+                                direction="minimize", load_if_exists=True)
+    if study.metric_names != [OBJECTIVE]:  # one storage write, on the study's first opening
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([OBJECTIVE])
+    return study
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from lmbench import secrets
 from lmbench.config import ExperimentSpec, grid_values, model_spec, sized, space_for
 from lmbench.data import prepare_data
 from lmbench.errors import SpecError
@@ -171,8 +172,9 @@ def _set_state_tag(tracker, state: str) -> None:
 
 
 def _tell_failed(study, trial, reason: str) -> str:
-    log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason)
-    trial.set_user_attr("failure", reason[:2000])
+    first = (reason.splitlines() or [""])[0]
+    log.warning("trial %d of %s failed: %s", trial.number, study.study_name, secrets.scrub(first))
+    trial.set_user_attr("failure", secrets.scrub(reason)[:2000])
     tell(study, trial, state=TrialState.FAIL)
     return "FAIL"
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import optuna
 
+from lmbench import logs, secrets
 from lmbench.config import ExperimentSpec, build_spec, dump_raw
 from lmbench.errors import SpecError, UserError
 from lmbench.signals import TERMINATED_EXIT, Terminated, on_sigterm, sigterm_raises
@@ -102,7 +103,7 @@ def publish(spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> None:
 
     raw = dump_raw(spec)
     # the URI as this process resolves it ($MLFLOW_TRACKING_URI too): the runs must meet in one store
-    raw["tracking"]["tracking_uri"] = resolve_uri(spec.tracking.tracking_uri)
+    raw["tracking"]["tracking_uri"] = secrets.redact(resolve_uri(spec.tracking.tracking_uri))
     study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
     for key, value in ((PARENT_ATTR, parent_run_id), (MODEL_ATTR, arch), (SPEC_ATTR, raw)):  # the spec last:
         # it marks the study as published
@@ -145,12 +146,15 @@ def run_worker(spec: ExperimentSpec, arch: str, parent_run_id: str | None, max_t
 # -- local worker processes ----------------------------------------------------------------------
 
 
-def _process_main(fn: Callable[..., Any], device: str | None, threads: int | None, *args) -> None:
-    """Entry point of a spawned worker process: set up logging and threads, run, exit truthfully."""
+def _process_main(fn: Callable[..., Any], device: str | None, threads: int | None, given: dict[str, str],
+                  *args) -> None:
+    """Entry point of a spawned worker process: take over the passwords the parent was given (in
+    memory, through the spawn pipe), set up logging and threads, run, exit truthfully."""
 
     import torch
 
-    logging.basicConfig(level=logging.INFO, format=f"[worker {os.getpid()}] %(message)s")
+    secrets.adopt(given)
+    logs.setup(logging.INFO, fmt=f"[worker {os.getpid()}] %(message)s")
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -169,7 +173,8 @@ def _run_processes(fn: Callable[..., Any], devices: list[str], workers: int, *ar
 
     ctx = mp.get_context("spawn")
     threads = threads_per_worker(workers)
-    procs = [ctx.Process(target=_process_main, args=(fn, devices[i % len(devices)], threads, *args),
+    given = secrets.known()
+    procs = [ctx.Process(target=_process_main, args=(fn, devices[i % len(devices)], threads, given, *args),
                          name=f"lmbench-worker-{i}") for i in range(workers)]
     terminated = threading.Event()
 
