@@ -241,8 +241,11 @@ def test_cache_hit_does_not_retokenise(monkeypatch, tmp_path):
     def boom(*a, **k):
         raise AssertionError("should have used the cache")
 
-    for name in ("load_corpus", "train_tokenizer", "encode_to_array"):
+    import lmbench.data.kinds as kinds_mod
+
+    for name in ("load_corpus", "train_tokenizer"):
         monkeypatch.setattr(prepare_mod, name, boom)
+    monkeypatch.setattr(kinds_mod, "encode_to_array", boom)
     import lmbench.data.synthetic as synthetic
 
     monkeypatch.setattr(synthetic, "generate_lines", boom)

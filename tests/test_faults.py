@@ -154,8 +154,8 @@ def test_sigterm_checkpoints_and_the_retry_resumes(isolated):
 @pytest.mark.slow
 def test_tracking_server_outage_leaves_no_gap_in_metrics(tmp_path, isolated, monkeypatch, caplog):
     """Stop the MLflow server mid-run and start it again: every logged step is stored."""
-    from lmbench.tracking import tracker as tracking
     from lmbench.config import build_spec
+    from lmbench.tracking import tracker as tracking
     from lmbench.training.run import train
 
     # MLflow's own HTTP retries off, so the Tracker's buffer-and-retry is what is tested; short backoff

@@ -24,7 +24,6 @@ TRAIN_SPACE: dict[str, dict[str, Any]] = {
 TRAIN_ALIASES = {"schedule": "train.schedule.kind", "warmup": "train.schedule.warmup_steps"}
 
 
-SIZE_FIELDS = ("d_model", "d_embed", "d_ff", "n_layers")
 
 
 def param_path(arch: str, name: str, where: str = "--param") -> str:
@@ -51,9 +50,10 @@ def space_for(spec: ExperimentSpec, arch: str) -> dict[str, dict[str, Any]]:
     """The search space of ``arch``: train params, the registry's model space, spec overrides."""
     from lmbench.models import get_arch
 
-    space = {**TRAIN_SPACE, **get_arch(arch).search_space}
-    if spec.compare.match_params:  # sizes are solved for the parameter budget, not searched
-        space = {k: v for k, v in space.items() if k not in SIZE_FIELDS}
+    info = get_arch(arch)
+    space = {**TRAIN_SPACE, **info.search_space}
+    if spec.compare.match_params and info.sizing:  # sizes are solved for the budget, not searched
+        space = {k: v for k, v in space.items() if k not in info.sizing.fields}
     for name, dist in spec.search.space.get(arch, {}).items():
         space[name] = dist.as_dist()
     return space

@@ -32,28 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from lmbench.data.batching import (
-    Batch,
-    RecordBatcher,
-    RecordSplit,
-    TextBatcher,
-    record_eval_batches,
-    record_eval_count,
-    text_eval_batches,
-    text_n_targets,
-)
+from lmbench.data.batching import Batch, RecordBatcher, TextBatcher
+from lmbench.data.kinds import KINDS, Pairs, RecordKind, TextKind
 from lmbench.data.sources import SPLITS, Corpus, load_corpus, source_identity, source_label
 from lmbench.data.tokenizers import (
-    BOS,
-    EOS,
     UNK,
     Tokenizer,
-    encode_to_array,
     load_tokenizer,
     token_dtype,
     train_tokenizer,
 )
-from lmbench.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +94,11 @@ class PreparedData:
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
+    @property
+    def kind_of(self) -> TextKind | RecordKind:
+        """The behaviour of this data's kind (see :mod:`lmbench.data.kinds`)."""
+        return KINDS[self.kind]
+
     def n_targets(
         self, split: str, seq_len: int | None = None, max_tokens: int | None = None
     ) -> int:
@@ -115,46 +108,22 @@ class PreparedData:
         depend on the batch shape. Records: completion tokens + EOS left after truncation to
         ``seq_len + 1`` tokens (``seq_len`` defaults to ``spec.seq_len``).
         """
-        data = self.splits[split]
-        if self.kind == "text":
-            return text_n_targets(len(data), max_tokens)
-        seq_len = seq_len or self.spec.seq_len
-        n = record_eval_count(data, seq_len, max_tokens)
-        return int(data.n_targets(seq_len)[:n].sum())
+        return self.kind_of.n_targets(self.splits[split], seq_len or self.spec.seq_len, max_tokens)
 
     def _warn_truncation(self, split: str, seq_len: int) -> None:
-        if self.kind != "records" or (split, seq_len) in self._warned:
+        """Records longer than a training window are cut: say so once per split and length."""
+        if (split, seq_len) in self._warned:
             return
         self._warned.add((split, seq_len))
-        n = self.splits[split].n_truncated(seq_len)
+        n = self.kind_of.truncated(self.splits[split], seq_len)
         if n:
-            log.warning(
-                "%d of %d %s records are longer than seq_len+1=%d tokens and are truncated",
-                n,
-                len(self.splits[split]),
-                split,
-                seq_len + 1,
-            )
+            log.warning("%d of %d %s records are longer than seq_len+1=%d tokens and are truncated",
+                        n, len(self.splits[split]), split, seq_len + 1)
 
-    def train_batches(
-        self, batch_size: int, seq_len: int, seed: int
-    ) -> TextBatcher | RecordBatcher:
+    def train_batches(self, batch_size: int, seq_len: int, seed: int) -> TextBatcher | RecordBatcher:
         """A batcher over the train split: ``.batch(k)`` (pure in k), ``.batches_per_epoch``."""
-        if self.kind == "text":
-            b = TextBatcher(self.splits["train"], batch_size, seq_len, seed)
-            if (b.batch_size, b.seq_len) != (batch_size, seq_len):
-                log.warning(
-                    "train split (%d tokens) is short: batching %d streams x %d tokens "
-                    "instead of %d x %d",
-                    len(self.splits["train"]),
-                    b.batch_size,
-                    b.seq_len,
-                    batch_size,
-                    seq_len,
-                )
-            return b
         self._warn_truncation("train", seq_len)
-        return RecordBatcher(self.splits["train"], batch_size, seq_len, seed)
+        return self.kind_of.train_batches(self.splits["train"], batch_size, seq_len, seed)
 
     def eval_batches(
         self, split: str, batch_size: int, seq_len: int, max_tokens: int | None = None
@@ -162,10 +131,16 @@ class PreparedData:
         """Deterministic batches covering ``n_targets(split, seq_len, max_tokens)`` targets once."""
         if split not in self.splits:
             raise KeyError(f"unknown split {split!r} (have {list(self.splits)})")
-        if self.kind == "text":
-            return text_eval_batches(self.splits[split], batch_size, seq_len, max_tokens)
         self._warn_truncation(split, seq_len)
-        return record_eval_batches(self.splits[split], batch_size, seq_len, max_tokens)
+        return self.kind_of.eval_batches(self.splits[split], batch_size, seq_len, max_tokens)
+
+    def chars_evaluated(self, split: str, targets: int) -> float | None:
+        """Characters covered by ``targets`` scored targets of ``split`` (bits per character)."""
+        return self.kind_of.chars_evaluated(self.n_chars[split], self.stats[split]["n_tokens"], targets)
+
+    def generation_pairs(self, split: str, ev: Any, limit: int | None) -> Pairs:
+        """Held-out (prompt, reference) pairs of ``split`` for BLEU (``ev``: the eval spec)."""
+        return self.kind_of.generation_pairs(self.splits[split], self.tokenizer, ev, limit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,30 +224,10 @@ def _write_splits(out: Path, corpus: Corpus, tok: Tokenizer, say: _Progress) -> 
     dtype = token_dtype(tok.vocab_size)
     per: dict[str, dict[str, Any]] = {}
     floor: dict[str, float | None] | None = {} if corpus.nll is not None else None
+    kind = KINDS[corpus.kind]
     for split in SPLITS:
         say(f"tokenising {split}")
-        if corpus.kind == "text":
-            text = corpus.texts[split]
-            arr = encode_to_array(tok, text, dtype)
-            if len(arr) < 2:
-                raise DataError(
-                    corpus.source,
-                    f"corpus too small: the {split} split has {len(arr)} token(s); every split "
-                    "needs at least 2 - use more data or change data.split",
-                )
-            n_chars, n_targets = len(text), text_n_targets(len(arr))
-            st = {"n_tokens": len(arr), "n_chars": n_chars, "n_lines": corpus.n_lines[split]}
-        else:
-            arr, offsets, n_prompt, n_chars = _encode_records(tok, corpus.records[split], dtype)
-            np.save(out / f"{split}.offsets.npy", offsets)
-            np.save(out / f"{split}.prompt.npy", n_prompt)
-            n_targets = int((np.diff(offsets) - 2 - n_prompt).sum())
-            st = {
-                "n_tokens": len(arr),
-                "n_chars": n_chars,
-                "n_records": len(n_prompt),
-                "n_completion_tokens": n_targets,
-            }
+        arr, st, n_targets = kind.encode(out, split, corpus, tok, dtype)
         st["n_unk"] = int(np.count_nonzero(arr == UNK))
         per[split] = st
         np.save(out / f"{split}.npy", arr)
@@ -297,42 +252,13 @@ def _write_splits(out: Path, corpus: Corpus, tok: Tokenizer, say: _Progress) -> 
     }
 
 
-def _encode_records(
-    tok: Tokenizer, records: list[tuple[str, str]], dtype: np.dtype
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    prompts = tok.encode_batch([p for p, _ in records])
-    completions = tok.encode_batch([c for _, c in records])
-    n_prompt = np.fromiter(map(len, prompts), dtype=np.int64, count=len(records))
-    lengths = n_prompt + np.fromiter(map(len, completions), dtype=np.int64, count=len(records)) + 3
-    offsets = np.zeros(len(records) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    arr = np.empty(int(offsets[-1]), dtype=dtype)
-    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
-        a = int(offsets[i])
-        b = a + 1 + len(p)  # the separator
-        arr[a] = BOS
-        arr[a + 1 : b] = p
-        arr[b] = EOS
-        arr[b + 1 : b + 1 + len(c)] = c
-        arr[b + 1 + len(c)] = EOS
-    n_chars = sum(len(p) + len(c) for p, c in records)
-    return arr, offsets, n_prompt, n_chars
-
-
 def _load(path: Path, spec: Any) -> PreparedData:
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     tok = load_tokenizer(path / "tokenizer")
     splits: dict[str, Any] = {}
     for split in SPLITS:
         arr = np.load(path / f"{split}.npy", mmap_mode="r")
-        if meta["kind"] == "records":
-            splits[split] = RecordSplit(
-                arr,
-                np.load(path / f"{split}.offsets.npy"),
-                np.load(path / f"{split}.prompt.npy"),
-            )
-        else:
-            splits[split] = arr
+        splits[split] = KINDS[meta["kind"]].load(path, split, arr)
         if len(arr) != meta["stats"][split]["n_tokens"]:
             raise ValueError(
                 f"{split}.npy has {len(arr)} tokens, meta.json says {meta['stats'][split]['n_tokens']}"
@@ -373,7 +299,7 @@ def corpus_stats(
         st = data.stats[split]
         row = {
             "chars": st["n_chars"],
-            "lines" if data.kind == "text" else "records": st.get("n_lines", st.get("n_records")),
+            data.kind_of.unit: st.get("n_lines", st.get("n_records")),
             "tokens": st["n_tokens"],
             "unk": st["n_unk"],
             "targets": data.n_targets(split),

@@ -27,13 +27,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lmbench.data import corpora
-from lmbench.data.corpora import DATASETS, SPLITS, sha256_file
+from lmbench.data import corpora, fetch
+from lmbench.data.corpora import DATASETS, SPLITS
 
 # re-exported: lmbench.data's public names
 from lmbench.data.corpora import DatasetInfo as DatasetInfo
 from lmbench.data.corpora import data_dir as data_dir
 from lmbench.data.corpora import register_dataset as register_dataset
+from lmbench.data.fetch import sha256_file
+from lmbench.data.kinds import KINDS
 from lmbench.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,13 @@ PAIRS = "synthetic-pairs"  # the embedded prompt -> completion task (lmbench.dat
 
 # The fetcher named datasets are downloaded with: a module attribute so that tests can swap it
 # (tests/test_data.py replaces it to stay offline).
-_download = corpora.download
+_download = fetch.download
 
 
 def ensure_dataset(name: str) -> Path:
     """The verified local copy of a named dataset - its file, or its folder of extracted splits
     - downloading it when needed (see :mod:`lmbench.data.corpora`)."""
-    return corpora.ensure_dataset(name, fetch=_download)
+    return fetch.ensure_dataset(name, fetch=_download)
 
 
 _EMBEDDED = {
@@ -99,12 +101,7 @@ class Corpus:
 
     def train_texts(self) -> Iterator[str]:
         """The train split's text pieces (what tokenizers are trained on)."""
-        if self.kind == "text":
-            yield self.texts["train"]
-        else:
-            for prompt, completion in self.records["train"]:
-                yield prompt
-                yield completion
+        return KINDS[self.kind].train_texts(self)
 
 
 def source_label(spec: Any) -> str:
@@ -200,7 +197,7 @@ def load_corpus(spec: Any) -> Corpus:
     if kind == "dataset":
         info = DATASETS[spec.source]
         if info.splits is not None:  # its own splits; data.split does not apply
-            return _presplit(corpora.read_splits(info, _download), label, info.pretokenized)
+            return _presplit(fetch.read_splits(info, _download), label, info.pretokenized)
         p = ensure_dataset(spec.source)
         return _text_corpus(read_text(p), spec.split, label, str(p))
     assert path is not None

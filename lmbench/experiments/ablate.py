@@ -18,6 +18,7 @@ from lmbench.data import prepare_data
 from lmbench.errors import SpecError, UserError
 from lmbench.experiments.compare import prepare
 from lmbench.experiments.runtree import (
+    TreeRun,
     _frame,
     _meta,
     ensure_run,
@@ -26,7 +27,6 @@ from lmbench.experiments.runtree import (
     root_key,
     rows_of,
     seed_runs,
-    tree_run,
     write_results,
 )
 from lmbench.stats import ablation_table
@@ -82,9 +82,9 @@ def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
                                                schema.MODEL: arch}, params={"params": ",".join(a.params)})
     rows: list[dict[str, Any]] = []
     record_spec(root, spec)
-    with tree_run(root):
+    with TreeRun(root):
         base_run = ensure_run(spec, "baseline", {schema.KIND: "value", schema.ABLATE_VALUE: "baseline"}, root.run_id)
-        with tree_run(base_run):
+        with TreeRun(base_run):
             base_runs = seed_runs(base, base_run.run_id, a.seeds, "baseline", {schema.ABLATE_VALUE: "baseline"}, quiet)
         for p, (path, baseline_value, values) in sweeps.items():
             for v in values:
@@ -93,7 +93,7 @@ def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
                 else:
                     label = f"{p}={v}"
                     vrun = ensure_run(spec, label, {schema.KIND: "value", schema.ABLATE_VALUE: label}, root.run_id)
-                    with tree_run(vrun):
+                    with TreeRun(vrun):
                         vspec = model_spec(base, arch, extra=[f"{path}={json.dumps(v)}"])
                         runs = seed_runs(vspec, vrun.run_id, a.seeds, label, {schema.ABLATE_VALUE: label}, quiet)
                 rows += rows_of(runs, param=p, value=v, is_baseline=v == baseline_value)

@@ -9,6 +9,7 @@ from lmbench.config import ExperimentSpec, model_spec, sized
 from lmbench.data import prepare_data
 from lmbench.errors import UserError
 from lmbench.experiments.runtree import (
+    TreeRun,
     _frame,
     _means,
     _meta,
@@ -18,7 +19,6 @@ from lmbench.experiments.runtree import (
     root_key,
     rows_of,
     seed_runs,
-    tree_run,
     write_results,
 )
 from lmbench.stats import compare_table
@@ -59,7 +59,7 @@ def compare(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     root = ensure_run(spec, f"compare-{spec.experiment_name}", {schema.KIND: "compare", schema.ROOT_KEY: root_key(spec)},
                       params={"models": ",".join(models), "trials": spec.search.trials, "seeds": spec.compare.seeds})
     record_spec(root, spec)
-    with tree_run(root):
+    with TreeRun(root):
         if spec.search.workers == 0:  # remote workers may serve every study while we wait on the first
 
             for arch in models:
@@ -67,7 +67,7 @@ def compare(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
                                                root.run_id).run_id)
         for arch in models:
             model_run = ensure_run(spec, arch, {schema.KIND: "model", schema.MODEL: arch}, root.run_id)
-            with tree_run(model_run):
+            with TreeRun(model_run):
                 best = tune_model(spec, arch, model_run.run_id)
                 final = sized(model_spec(spec, arch, best), prepare_data(spec.data).vocab_size)
                 model_run.set_tags({schema.STUDY: study_name(spec.experiment_name, arch),
@@ -88,7 +88,7 @@ def tune(spec: ExperimentSpec, arch: str, *, quiet: bool = False) -> dict[str, A
     prepare(spec, [arch])
     root = ensure_run(spec, f"tune-{arch}", {schema.KIND: "tune", schema.ROOT_KEY: root_key(spec),
                                              schema.MODEL: arch})
-    with tree_run(root):
+    with TreeRun(root):
         best = tune_model(spec, arch, root.run_id)
         study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
         root.log_metrics({"best_val_loss": study.best_value}, step=0, synchronous=True)

@@ -24,7 +24,7 @@ from lmbench.files import report_dir
 from lmbench.report import build_report
 from lmbench.signals import Terminated
 from lmbench.tracking import schema
-from lmbench.tracking.schema import METRICS, PARENT_TAG
+from lmbench.tracking.schema import METRICS
 from lmbench.tracking.tracker import Tracker
 from lmbench.training.run import train
 
@@ -48,11 +48,7 @@ def ensure_run(spec: ExperimentSpec, name: str, tags: dict[str, str], parent_run
     """The run with these tags (under this parent) from an earlier invocation, reopened; else a new one."""
 
     tracker = Tracker(spec.experiment_name, spec.tracking.tracking_uri)
-    clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
-    if parent_run_id:
-        clauses.append(f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
-    found = tracker.client.search_runs([tracker.experiment_id], " and ".join(clauses),
-                                       order_by=["attributes.start_time DESC"], max_results=1)
+    found = tracker.find_runs(tags, parent=parent_run_id or None, max_results=1)
     if found:
         tracker.reopen(found[0].info.run_id)
     else:
@@ -63,13 +59,11 @@ def ensure_run(spec: ExperimentSpec, name: str, tags: dict[str, str], parent_run
 def finished_child(tracker, parent_run_id: str, tags: dict[str, str]):
     """A FINISHED child run with these tags, if an earlier invocation completed it."""
 
-    clauses = [f"tags.`{PARENT_TAG}` = '{parent_run_id}'", "attributes.status = 'FINISHED'"]
-    clauses += [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
-    found = tracker.client.search_runs([tracker.experiment_id], " and ".join(clauses), max_results=1)
+    found = tracker.find_runs(tags, parent=parent_run_id, status="FINISHED", max_results=1)
     return found[0] if found else None
 
 
-class tree_run:
+class TreeRun:
     """Context manager: a parent run that ends FINISHED, FAILED or KILLED like its children."""
 
     def __init__(self, tracker):

@@ -7,7 +7,6 @@ trained with) until EOS; plain text is cut into (prefix, continuation) pairs of
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from nltk.translate.bleu_score import (
     SmoothingFunction,
@@ -54,49 +53,13 @@ def corpus_bleu(references: list[str], hypotheses: list[str]) -> dict[str, float
     return out
 
 
-@dataclass
-class Pairs:
-    """Held-out prompts (token ids, as fed to the model) with their texts and reference texts."""
-
-    prompt_ids: list[list[int]]
-    prompts: list[str]
-    references: list[str]
-    max_tokens: int
-
-
-def eval_pairs(data, split: str, ev, limit: int | None) -> Pairs:
-    """The first ``limit`` (prompt, reference) pairs of ``split`` (see the module docstring)."""
-    tok, src = data.tokenizer, data.splits[split]
-    ids, prompts, refs = [], [], []
-    if data.kind == "records":
-        n = len(src) if limit is None else min(limit, len(src))
-        longest = 0
-        for i in range(n):
-            toks = [int(t) for t in src[i][0]]
-            p = int(src.n_prompt[i])
-            ids.append(toks[: p + 2])  # BOS + prompt + the EOS separator
-            prompts.append(tok.decode(toks[1 : p + 1]))
-            refs.append(tok.decode(toks[p + 2 : -1]))
-            longest = max(longest, len(toks) - p - 3)
-        return Pairs(ids, prompts, refs, longest + 8)
-    a, c = ev.prefix_tokens, ev.continuation_tokens
-    n = len(src) // (a + c)
-    n = n if limit is None else min(n, limit)
-    for i in range(n):
-        window = [int(t) for t in src[i * (a + c) : (i + 1) * (a + c)]]
-        ids.append(window[:a])
-        prompts.append(tok.decode(window[:a]))
-        refs.append(tok.decode(window[a:]))
-    return Pairs(ids, prompts, refs, c)
-
-
 def bleu_eval(model, data, split: str, ev, limit: int | None = None) -> tuple[dict[str, float], list[dict[str, str]]]:
     """Generate for the held-out prompts of ``split`` and score corpus BLEU-4.
 
     Returns ``({"bleu", "bp", "p1".."p4"}, samples)`` with samples the first ``ev.samples`` rows
     ``{"prompt", "reference", "generation"}``. ``limit`` defaults to ``ev.bleu_prompts``.
     """
-    pairs = eval_pairs(data, split, ev, limit if limit is not None else ev.bleu_prompts)
+    pairs = data.generation_pairs(split, ev, limit if limit is not None else ev.bleu_prompts)
     if not pairs.prompt_ids:
         raise ValueError(f"the {split} split has no prompts to generate from")
     was_training = model.training
@@ -111,4 +74,4 @@ def bleu_eval(model, data, split: str, ev, limit: int | None = None) -> tuple[di
 
 def bleu_enabled(ev, data) -> bool:
     """``eval.bleu``: on by default for prompt/completion data, off for plain text."""
-    return data.kind == "records" if ev.bleu is None else ev.bleu
+    return data.kind_of.bleu_by_default if ev.bleu is None else ev.bleu

@@ -258,6 +258,21 @@ def _unique(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
 
 
 @dataclass(frozen=True)
+class Sizing:
+    """Which config fields set a model's size, for ``--match-params`` and size ladders."""
+
+    width: str = "d_model"
+    depth: str = "n_layers"
+    follows_width: tuple[str, ...] = ()  # set equal to the width unless the user fixed them
+    scales_with_width: tuple[str, ...] = ()  # left alone: their 0 default already follows the width
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every field a parameter budget decides (not searched when sizes are matched)."""
+        return (self.width, self.depth, *self.follows_width, *self.scales_with_width)
+
+
+@dataclass(frozen=True)
 class ArchInfo:
     """What the registry knows about one architecture."""
 
@@ -267,6 +282,7 @@ class ArchInfo:
     presets: dict[str, dict[str, Any]]
     description: str
     stateful: bool
+    sizing: Sizing | None  # None: the architecture cannot be sized to a parameter budget
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -281,6 +297,7 @@ def register(
     config: type,
     presets: dict[str, dict[str, Any]],
     description: str,
+    sizing: Sizing | None = None,
     search_space: dict[str, dict[str, Any]] | None = None,
 ) -> Callable[[M], M]:
     """Class decorator: register a :class:`LanguageModel` subclass under ``name``.
@@ -288,7 +305,8 @@ def register(
     ``presets`` maps each of ``small``/``default``/``large`` to overrides of the config
     defaults. ``search_space`` is the default Optuna space for the model config: a mapping
     ``param -> {"type": "int", "low", "high"[, "step"]} | {"type": "float", "low", "high"[, "log"]}
-    | {"type": "categorical", "choices": [...]}``. ``stateful`` comes from the class.
+    | {"type": "categorical", "choices": [...]}``. ``sizing`` names the width and depth fields
+    (and those that follow the width) for parameter matching. ``stateful`` comes from the class.
     """
     if not (isinstance(config, type) and issubclass(config, ModelConfig)):
         raise TypeError(f"{name}: config must be a ModelConfig dataclass")
@@ -306,9 +324,9 @@ def register(
             unknown = set(values) - set(fields)
             if unknown:
                 raise ValueError(f"{name}: preset {preset!r} sets unknown fields {sorted(unknown)}")
-        for key in search_space or {}:
+        for key in [*(search_space or {}), *(sizing.fields if sizing else ())]:
             if key not in fields:
-                raise ValueError(f"{name}: search space names unknown field {key!r}")
+                raise ValueError(f"{name}: search space or sizing names unknown field {key!r}")
         cls.arch = name
         _REGISTRY[name] = ArchInfo(
             name=name,
@@ -317,6 +335,7 @@ def register(
             presets={k: dict(v) for k, v in presets.items()},
             description=description,
             stateful=bool(cls.stateful),
+            sizing=sizing,
             search_space=dict(search_space or {}),
         )
         return cls

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.models.base import LanguageModel, ModelConfig, State, param, register
+from lmbench.models.base import LanguageModel, ModelConfig, Sizing, State, param, register
 from lmbench.models.transformer import ATTENTION_PRESETS, ATTENTION_SPACE
 
 POSITIONS = ("learned", "sinusoidal", "rope")
@@ -207,6 +207,7 @@ class Block(nn.Module):
 @register(
     "gpt",
     config=GPTConfig,
+    sizing=Sizing(scales_with_width=("d_ff",)),
     presets=ATTENTION_PRESETS,
     description="GPT-2 style pre-LN decoder, SDPA causal attention, learned/sinusoidal/rope "
     "positions, tied embeddings",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lmbench.models.base import LanguageModel, ModelConfig, State, param, register
+from lmbench.models.base import LanguageModel, ModelConfig, Sizing, State, param, register
 
 
 @dataclass
@@ -128,22 +128,29 @@ _DESC = {
 }
 
 
+# the embedding width follows the hidden width when sizes are matched
+_SIZING = Sizing(follows_width=("d_embed",))
+
+
 @register(
-    "rnn", config=RecurrentConfig, presets=_PRESETS, description=_DESC["rnn"], search_space=_SPACE
+    "rnn", config=RecurrentConfig, presets=_PRESETS, description=_DESC["rnn"], search_space=_SPACE,
+    sizing=_SIZING,
 )
 class RNNLM(RecurrentLM):
     cell = "rnn"
 
 
 @register(
-    "lstm", config=RecurrentConfig, presets=_PRESETS, description=_DESC["lstm"], search_space=_SPACE
+    "lstm", config=RecurrentConfig, presets=_PRESETS, description=_DESC["lstm"], search_space=_SPACE,
+    sizing=_SIZING,
 )
 class LSTMLM(RecurrentLM):
     cell = "lstm"
 
 
 @register(
-    "gru", config=RecurrentConfig, presets=_PRESETS, description=_DESC["gru"], search_space=_SPACE
+    "gru", config=RecurrentConfig, presets=_PRESETS, description=_DESC["gru"], search_space=_SPACE,
+    sizing=_SIZING,
 )
 class GRULM(RecurrentLM):
     cell = "gru"

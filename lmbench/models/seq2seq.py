@@ -35,11 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.models.base import LanguageModel, State, param, register
+from lmbench.data.tokenizers import EOS  # the prompt/completion separator
+from lmbench.models.base import LanguageModel, Sizing, State, param, register
 from lmbench.models.gpt import MLP
 from lmbench.models.transformer import ATTENTION_PRESETS, ATTENTION_SPACE, TransformerConfig
-
-EOS = 2  # fixed special id (design.md section 3): the prompt/completion separator
 
 # the attention models' presets, but "small" with one encoder + one decoder layer: an encoder
 # plus a decoder layer hold ~28 d^2 weights against ~12 d^2 for a gpt block
@@ -136,6 +135,7 @@ def segment_masks(idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
 @register(
     "seq2seq",
     config=Seq2SeqConfig,
+    sizing=Sizing(scales_with_width=("d_ff",)),
     presets=_PRESETS,
     description="encoder-decoder Transformer (pre-LN): encodes the prompt, decodes the completion "
     "after the EOS separator",

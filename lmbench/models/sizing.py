@@ -35,7 +35,6 @@ with a fixed ``d_embed`` loses its projection when ``d_model == d_embed``).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import numbers
@@ -49,9 +48,6 @@ from lmbench.models import build_model, get_arch, resolve_config
 __all__ = ["SizingError", "count_params", "match_params"]
 
 WHERE = "--match-params"
-WIDTH = "d_model"
-DEPTH = "n_layers"
-FOLLOWS_WIDTH = ("d_embed",)  # set equal to the width unless the user fixed them
 MAX_WIDTH = 1 << 17  # widest model considered (131072)
 MAX_DEPTH = 12  # depths 1..max(MAX_DEPTH, original depth) are tried when width alone fails
 _PROBE_LIMIT = 4096  # widths probed to find the grid of valid widths
@@ -116,35 +112,24 @@ def match_params(
     ``num_params()``. Raises :class:`SizingError` when no (depth, width) fits, and
     :class:`SpecError` when the other overrides are invalid whatever the width.
     """
-    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or target < 1:
-        raise SizingError(WHERE, f"expected a positive integer parameter count, got {target!r}")
-    if (
-        isinstance(tolerance, bool)
-        or not isinstance(tolerance, numbers.Real)
-        or not 0.0 <= tolerance < 1.0
-    ):
-        raise SizingError(WHERE, f"tolerance must be in [0, 1), got {tolerance!r}")
+    _check_target(target, tolerance)
     target = int(target)
     user = dict(overrides or {})
-    info = get_arch(arch)
-    fields = {f.name for f in dataclasses.fields(info.config_cls)}
-    missing = [k for k in (WIDTH, DEPTH) if k not in fields]
-    if missing:
-        raise SizingError(
-            WHERE, f"cannot size {arch}: its config has no {' / '.join(missing)} field"
-        )
-    followers = [k for k in FOLLOWS_WIDTH if k in fields and k not in user]
+    sizing = get_arch(arch).sizing  # the registry declares the width, depth and followers
+    if sizing is None:
+        raise SizingError(WHERE, f"cannot size {arch}: its registry entry declares no width/depth")
+    followers = [k for k in sizing.follows_width if k not in user]
 
     def with_width(base: dict[str, Any], width: int) -> dict[str, Any]:
         out = dict(base)
-        out[WIDTH] = width
+        out[sizing.width] = width
         for k in followers:
             out[k] = width
         return out
 
     grid = _width_grid(arch, preset, user, with_width)
     # the original depth: the user's, else the preset's (or the config default)
-    depth0 = getattr(resolve_config(arch, preset, with_width(user, grid[0])), DEPTH)
+    depth0 = getattr(resolve_config(arch, preset, with_width(user, grid[0])), sizing.depth)
 
     high = (1.0 + tolerance) * target
     deepest = max(MAX_DEPTH, depth0)  # lowered once the narrowest width is already too big
@@ -153,7 +138,7 @@ def match_params(
         nonlocal deepest
         base = dict(user)
         if depth != depth0:
-            base[DEPTH] = depth
+            base[sizing.depth] = depth
         found = _best_width(arch, vocab_size, preset, base, with_width, grid, target)
         if found is None:
             return None
@@ -166,18 +151,9 @@ def match_params(
     if first is not None and first[0] <= tolerance:
         return first[1], first[2]
 
-    # width alone does not get there: try the depths nearest the original one first
-    best: tuple[float, dict[str, Any], dict[str, int]] | None = None
-    for dist in range(1, max(MAX_DEPTH, depth0)):
-        for depth in sorted({depth0 - dist, depth0 + dist}):
-            if not 1 <= depth <= deepest:
-                continue
-            found = best_at(depth)
-            if found is not None and found[0] <= tolerance and (best is None or found[0] < best[0]):
-                best = found
-        if best is not None:
-            return best[1], best[2]
-
+    best = _nearest_depth_fit(best_at, depth0, lambda: deepest, tolerance)
+    if best is not None:
+        return best[1], best[2]
     closest = f"; the closest is {first[2]['non_embedding']:,}" if first is not None else ""
     raise SizingError(
         WHERE,
@@ -185,6 +161,29 @@ def match_params(
         f"{tolerance:.0%} at depth {depth0} or any depth from 1 to {max(MAX_DEPTH, depth0)}"
         f"{closest}",
     )
+
+
+def _nearest_depth_fit(best_at, depth0: int, deepest, tolerance: float):
+    """Width alone does not get there: the fit within tolerance at the depth nearest ``depth0``
+    (ties: the closer count). ``deepest()`` shrinks as deeper models are found to overshoot."""
+    for dist in range(1, max(MAX_DEPTH, depth0)):
+        best = None
+        for depth in sorted({depth0 - dist, depth0 + dist}):
+            if not 1 <= depth <= deepest():
+                continue
+            found = best_at(depth)
+            if found is not None and found[0] <= tolerance and (best is None or found[0] < best[0]):
+                best = found
+        if best is not None:
+            return best
+    return None
+
+
+def _check_target(target: Any, tolerance: Any) -> None:
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or target < 1:
+        raise SizingError(WHERE, f"expected a positive integer parameter count, got {target!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not 0.0 <= tolerance < 1.0:
+        raise SizingError(WHERE, f"tolerance must be in [0, 1), got {tolerance!r}")
 
 
 def _width_grid(arch, preset, user, with_width) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lmbench.models.base import LanguageModel, ModelConfig, State, param, register
+from lmbench.models.base import LanguageModel, ModelConfig, Sizing, State, param, register
 
 
 @dataclass
@@ -48,6 +48,7 @@ ATTENTION_SPACE = {
 @register(
     "transformer",
     config=TransformerConfig,
+    sizing=Sizing(scales_with_width=("d_ff",)),
     presets=ATTENTION_PRESETS,
     description="nn.TransformerEncoder (pre-LN) with a causal mask and learned positions",
     search_space=ATTENTION_SPACE,

@@ -86,25 +86,6 @@ def check_writable(out: Path) -> None:
         raise UserError("--out", f"cannot write the report to {out}: {p} is not writable")
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write a file so readers see the old or the new version, never half of one."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(content.encode("utf-8") if isinstance(content, str) else content)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except OSError as e:
-        raise UserError("--out", f"cannot write {path}: {e.strerror or e}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 # -- presentation ----------------------------------------------------------------------------
 
 

@@ -9,11 +9,19 @@ from typing import Any
 
 import pandas as pd
 
-from lmbench.files import write_atomic
+from lmbench import files
+from lmbench.errors import UserError
 from lmbench.report.frames import ExperimentData
 from lmbench.report.html import render_html
 from lmbench.report.views import TableView
 
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Readers see the old or the new file, never half of one; a failure names ``--out``."""
+    try:
+        files.write_atomic(path, content)
+    except OSError as e:
+        raise UserError("--out", f"cannot write {path}: {e.strerror or e}") from None
 
 def write_html(data: ExperimentData, parts: list[dict[str, Any]], out: Path) -> Path:
     path = out / "index.html"

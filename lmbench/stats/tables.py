@@ -199,35 +199,34 @@ def ablation_table(
 
     cells: list[tuple[Any, str, pd.DataFrame, bool]] = []
     for param in params:
-        rows = runs[runs["param"] == param]
-        has, bv = base_of(param)
-        is_base = (
-            rows["value"]
-            .map(lambda v, has=has, bv=bv: has and _same_value(v, bv))
-            .to_numpy(dtype=bool)
-        )
-        own_base = rows[is_base]
-        if not own_base.empty:
-            label = value_label(own_base["value"].iloc[0])
-        else:
-            label = value_label(bv) if has else BASELINE_PARAM
-        keys = rows["value"].map(value_label).to_numpy(dtype=object)
-        keys[is_base] = label
-        order = list(dict.fromkeys(keys.tolist()))
-        if label not in order:
-            order.insert(0, label)  # only shared baseline rows: baseline first
-        for key in order:
-            mask = keys == key
-            group = rows[mask]
-            if key == label:
-                _check_unique(group, ["seed"], f"ablation_table ({param}={key})")
-                extra = shared[~shared["seed"].isin(group["seed"])]
-                group = pd.concat([group, extra]) if not extra.empty else group
-                cells.append((param, key, group, True))
-            else:
-                _check_unique(group, ["seed"], f"ablation_table ({param}={key})")
-                cells.append((param, key, group, False))
+        cells += _param_cells(param, runs[runs["param"] == param], shared, *base_of(param))
     return _ablation_frame(cells, metrics, metric, c)
+
+
+def _param_cells(param: Any, rows: pd.DataFrame, shared: pd.DataFrame, has: bool,
+                 baseline: Any) -> list[tuple[Any, str, pd.DataFrame, bool]]:
+    """(param, value label, seed rows, is baseline) per value of one param, in first-seen order;
+    the baseline cell also takes the shared baseline rows of seeds it lacks."""
+    is_base = rows["value"].map(lambda v: has and _same_value(v, baseline)).to_numpy(dtype=bool)
+    own_base = rows[is_base]
+    if not own_base.empty:
+        label = value_label(own_base["value"].iloc[0])
+    else:
+        label = value_label(baseline) if has else BASELINE_PARAM
+    keys = rows["value"].map(value_label).to_numpy(dtype=object)
+    keys[is_base] = label
+    order = list(dict.fromkeys(keys.tolist()))
+    if label not in order:
+        order.insert(0, label)  # only shared baseline rows: baseline first
+    cells = []
+    for key in order:
+        group = rows[keys == key]
+        _check_unique(group, ["seed"], f"ablation_table ({param}={key})")
+        if key == label:
+            extra = shared[~shared["seed"].isin(group["seed"])]
+            group = pd.concat([group, extra]) if not extra.empty else group
+        cells.append((param, key, group, key == label))
+    return cells
 
 
 def _ablation_frame(

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from lmbench.errors import UserError
+from lmbench.files import write_atomic
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
@@ -40,15 +41,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save(root: Path, tag: str, model: torch.nn.Module, state: dict[str, Any], step: int, **info: Any) -> Path:
@@ -68,7 +60,7 @@ def save(root: Path, tag: str, model: torch.nn.Module, state: dict[str, Any], st
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_json_atomic(root / f"{tag}.json", {"dir": final.name, "step": step, **info})
+    write_atomic(root / f"{tag}.json", json.dumps({"dir": final.name, "step": step, **info}), durable=True)
     _collect_garbage(root)
     return final
 
@@ -103,7 +95,7 @@ def adopt(src_root: Path, dst_root: Path, tag: str = "best") -> None:
         return
     dst_root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src_root / ptr["dir"], dst_root / ptr["dir"], dirs_exist_ok=True)
-    _write_json_atomic(dst_root / f"{tag}.json", ptr)
+    write_atomic(dst_root / f"{tag}.json", json.dumps(ptr), durable=True)
 
 
 def locate(path: Path, tag: str = "last") -> Path:

@@ -17,7 +17,8 @@ import mlflow
 import torch
 
 from lmbench.data import load_tokenizer
-from lmbench.data.tokenizers import BOS, EOS, UNK
+from lmbench.data.kinds import KINDS
+from lmbench.data.tokenizers import UNK
 from lmbench.errors import SpecError, UserError
 from lmbench.generation.decoding import _device, beam_search, generate_ids, strip
 from lmbench.models import build_model
@@ -96,7 +97,7 @@ def prompt_ids(loaded: Loaded, prompt: str) -> list[int]:
     n_unk = ids.count(UNK)
     if n_unk:
         log.warning("%d of %d prompt tokens are unknown to the tokenizer and map to unk", n_unk, len(ids))
-    return [BOS, *ids, EOS] if loaded.card.get("data_kind") == "records" else ids
+    return KINDS[loaded.card.get("data_kind", "text")].prompt(ids)
 
 
 def complete(loaded: Loaded, prompt: str, s, num: int = 1, *, use_cache: bool = True) -> list[str]:

@@ -261,7 +261,7 @@ class Trainer:
             batches = self.data.eval_batches(split, t.batch_size, self.spec.data.seq_len, max_tokens=t.final_eval_tokens)
             floor = (self.data.floor or {}).get(split)
             sums = evaluate(self.model, batches, self.rt)
-            m = summarize(sums, self._chars_evaluated(split, sums.tokens), floor)
+            m = summarize(sums, self.data.chars_evaluated(split, sums.tokens), floor)
             # "final_val_*": full split with the best weights, unlike the per-step subset "val_*"
             prefix = "final_val" if split == "val" else split
             out.update({f"{prefix}_{k}": v for k, v in m.items()})
@@ -289,17 +289,6 @@ class Trainer:
         if self.tracker is not None and bleu_enabled(self.spec.eval, self.data):
             scores, _ = bleu_eval(self.model, self.data, "val", self.spec.eval)
             self.tracker.log_metrics({"val_bleu": scores["bleu"]}, self.loop.step)
-
-    def _chars_evaluated(self, split: str, targets: int) -> float | None:
-        """Characters covered by the evaluated targets, for bits per character.
-
-        Every token of a text split but the first is a target, so we scale the split's character
-        count by targets/tokens (exact for char data: bits per char == bits per token). Records
-        score completions only, and their character share is not tracked: no bpc there.
-        """
-        if self.data.kind != "text":
-            return None
-        return self.data.n_chars[split] * targets / self.data.stats[split]["n_tokens"]
 
 
 def _map_tensors(obj, fn):

@@ -35,6 +35,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from lmbench.config import ExperimentSpec
+from lmbench.files import write_atomic
 from lmbench.tracking import schema
 from lmbench.tracking.tracker import Tracker
 from lmbench.training import checkpoint
@@ -131,11 +132,8 @@ class Liveness:
 
     def _runs(self, study_name: str, number: int, running_only: bool = False):
         tracker = Tracker(self.experiment, self.tracking_uri)
-        where = f"tags.`optuna.study` = '{study_name}' and tags.`optuna.trial_number` = '{number}'"
-        if running_only:
-            where += " and attributes.status = 'RUNNING'"
-        return tracker, tracker.client.search_runs([tracker.experiment_id], where,
-                                                   order_by=["attributes.start_time DESC"])
+        tags = {schema.STUDY: study_name, schema.TRIAL_NUMBER: str(number)}
+        return tracker, tracker.find_runs(tags, status="RUNNING" if running_only else None)
 
     def end_runs(self, study_name: str, number: int, status: str, reason: str) -> None:
         """End the (RUNNING) MLflow runs of trial ``number`` with ``status``; the reason as a tag."""
@@ -173,10 +171,7 @@ class Liveness:
         try:
             os.utime(path)
         except FileNotFoundError:  # the first beat writes the owner, atomically
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
 
     def end(self, study, trial) -> None:
         if self.leases is not None:
