@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench ui clean
+.PHONY: setup demo test lint bench gpu-check ui clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+gpu-check: setup  ## CUDA paths on one GPU (bf16+compile GPT and its MFU, cuDNN LSTM, compare, KV cache)
+	$(BIN)/python benchmarks/gpu_check.py
 
 ui: setup  ## browse runs in the MLflow UI, bound to loopback (lmbench ui --help for --port/--host)
 	$(BIN)/lmbench ui
