@@ -72,6 +72,8 @@ def study_view(arch: str, study) -> StudyView:
     from optuna.trial import TrialState
 
     trials = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
+    # a study with metric names (val_loss) calls its value column value_<name>: the report reads "value"
+    trials = trials.rename(columns={f"value_{name}": "value" for name in study.metric_names or []})
     if "duration" in trials:
         trials["duration"] = trials["duration"].dt.total_seconds()
     view = StudyView(arch, study.study_name, trials)

@@ -6,22 +6,27 @@ from rich.console import Console
 from rich.table import Table
 
 from lmbench.models import describe_archs
-from lmbench.stats import render_table
+from lmbench.stats.format import Column, fit_tables, render_tables
+
+
+def print_tables(tables: list[Table]) -> None:
+    """Tables at the terminal's width (80 columns when piped): :func:`fit_tables` made them fit."""
+    console = Console()
+    for table in tables:
+        console.print(table)
 
 
 def print_run(result) -> None:
     """A finished run: its val and test scores, size and checkpoint folder."""
-    table = Table(title=f"run {result.run_id}  ({result.stop_reason}, {result.steps} steps, "
-                        f"{result.tokens:,} tokens, {result.seconds:.1f}s, {result.tokens_per_sec:,.0f} tok/s)")
-    table.add_column("split")
+    title = (f"run {result.run_id}  ({result.stop_reason}, {result.steps} steps, {result.tokens:,} tokens, "
+             f"{result.seconds:.1f}s, {result.tokens_per_sec:,.0f} tok/s)")
     cols = {"loss": "loss", "ppl": "ppl", "accuracy": "acc", "bits_per_token": "bits/tok",
             "bits_per_char": "bits/char", "floor": "floor", "excess": "excess", "bleu": "BLEU"}
     present = [c for c in cols if f"test_{c}" in result.final]
-    for c in present:
-        table.add_column(cols[c], justify="right")
-    for split, prefix in (("val", "final_val"), ("test", "test")):
-        table.add_row(split, *[f"{result.final[f'{prefix}_{c}']:.4f}" for c in present])
-    Console().print(table)
+    rows = [[split, *[f"{result.final[f'{prefix}_{c}']:.4f}" for c in present]]
+            for split, prefix in (("val", "final_val"), ("test", "test"))]
+    print_tables(fit_tables(title, [Column("split")], [Column(cols[c], "right") for c in present], rows,
+                            Console().width))
     p = result.num_params
     print(f"params: {p['non_embedding']:,} non-embedding, {p['embedding']:,} embedding; "
           f"checkpoints: {result.checkpoint_dir}")
@@ -40,24 +45,22 @@ def print_results(result, kind: str) -> None:
         cols = [("param", "param"), ("value", "value"), ("test_loss", "test loss"), ("test_ppl", "ppl"),
                 ("test_accuracy", "acc"), ("delta", "Δ vs baseline"), ("p", "p")]
     cols = [(k, h) for k, h in cols if k in table.columns or f"{k}_mean" in table.columns]
-    Console(width=max(120, Console().width)).print(render_table(table, title, cols))
-    print(f"results: {result['path']} (and .json); MLflow root run {result['root_run_id']}")
+    print_tables(render_tables(table, title, cols, Console().width))
+    print(f"results: {result['path']} (and .json)")
+    print(f"MLflow root run: {result['root_run_id']}")
     if result.get("report"):
         print(f"report: {result['report']}")
 
 
 def print_models() -> None:
     """Every architecture with its parameters, defaults and size presets."""
-    console = Console()
+    width = Console().width
     for arch in describe_archs():
         presets = arch["presets"]
-        table = Table(title=f"{arch['name']}: {arch['description']}", title_justify="left")
-        table.add_column("parameter")
-        table.add_column("type")
-        table.add_column("default")
-        for p in presets:
-            table.add_column(f"preset {p}")
-        for f in arch["fields"]:
-            table.add_row(f["name"], f["type"], str(f["default"]),
-                          *[str(presets[p].get(f["name"], "")) for p in presets])
-        console.print(table)
+        rows = [[f["name"], f["type"], str(f["default"]), *[str(presets[p].get(f["name"], "")) for p in presets]]
+                for f in arch["fields"]]
+        columns = [Column("type"), Column("default"), *[Column(f"preset {p}") for p in presets]]
+        tables = fit_tables(f"{arch['name']}: {arch['description']}", [Column("parameter")], columns, rows, width)
+        for table in tables:
+            table.title_justify = "left"
+        print_tables(tables)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from rich.cells import cell_len
 from rich.table import Table
 
 from lmbench.stats.inference import _NAN
@@ -109,47 +111,88 @@ def render_table(
     Rows with ``best`` True get a leading "★"; ``is_baseline`` rows get "(baseline)" after their
     value, and the reference row of a delta column (the best / the baseline) shows "ref".
     """
+    return render_tables(df, title, columns, width=None)[0]
+
+
+def render_tables(df: pd.DataFrame, title: str, columns: list[tuple[str, str]] | None = None,
+                  width: int | None = 80) -> list[Table]:
+    """:func:`render_table` split by columns into tables no wider than ``width`` (None: one table),
+    each repeating the row labels, so every value is shown whole on a narrow terminal."""
     cols = list(columns) if columns is not None else _default_columns(df)
     show_index = not isinstance(df.index, pd.RangeIndex)
-    table = Table(title=title, header_style="bold")
-    table.add_column(" ", justify="center", no_wrap=True)
-    if show_index:
-        table.add_column(str(df.index.name or ""), no_wrap=True)
+    keys = [Column(" ", "center")] + ([Column(str(df.index.name or ""))] if show_index else [])
+    heads = []
     for key, header in cols:
         numeric = f"{key}_mean" in df.columns or (
             key in df.columns and pd.api.types.is_numeric_dtype(df[key].dtype)
         )
-        table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
-
+        heads.append(Column(header, "right" if numeric else "left"))
+    rows, styles = [], []
     for label, row in df.iterrows():
         is_best = bool(row.get("best", False))
-        is_base = bool(row.get("is_baseline", False))
-        cells = [STAR if is_best else ""]
-        if show_index:
-            cells.append(str(label))
-        for key, _ in cols:
-            if f"{key}_mean" in df.columns:
-                cells.append(format_mean_ci(row[f"{key}_mean"], row.get(f"{key}_ci", _NAN)))
-            elif key in _DELTA_CI:
-                is_ref = is_best if key == "delta_vs_best" else is_base
-                cells.append(
-                    "ref"
-                    if is_ref
-                    else format_mean_ci(row.get(key), row.get(_DELTA_CI[key], _NAN), signed=True)
-                )
-            elif key in _P_COLUMNS:
-                cells.append(format_p(row.get(key)))
-            elif key not in df.columns:
-                cells.append("")
-            elif key == "value" and is_base:
-                cells.append(f"{row[key]} (baseline)")
-            else:
-                v = row[key]
-                if isinstance(v, bool | np.bool_):
-                    cells.append("yes" if v else "")
-                elif isinstance(v, int | float | np.number):
-                    cells.append(format_number(v))
-                else:
-                    cells.append(str(v))
-        table.add_row(*cells, style="bold" if is_best else None)
-    return table
+        cells = [STAR if is_best else ""] + ([str(label)] if show_index else [])
+        rows.append(cells + [_cell(df, row, key, is_best) for key, _ in cols])
+        styles.append("bold" if is_best else None)
+    return fit_tables(title, keys, heads, rows, width, styles)
+
+
+def _cell(df: pd.DataFrame, row: pd.Series, key: str, is_best: bool) -> str:
+    """The text of one cell of a results table (see :func:`render_table`)."""
+    is_base = bool(row.get("is_baseline", False))
+    if f"{key}_mean" in df.columns:
+        return format_mean_ci(row[f"{key}_mean"], row.get(f"{key}_ci", _NAN))
+    if key in _DELTA_CI:
+        is_ref = is_best if key == "delta_vs_best" else is_base
+        return "ref" if is_ref else format_mean_ci(row.get(key), row.get(_DELTA_CI[key], _NAN), signed=True)
+    if key in _P_COLUMNS:
+        return format_p(row.get(key))
+    if key not in df.columns:
+        return ""
+    if key == "value" and is_base:
+        return f"{row[key]} (baseline)"
+    v = row[key]
+    if isinstance(v, bool | np.bool_):
+        return "yes" if v else ""
+    if isinstance(v, int | float | np.number):
+        return format_number(v)
+    return str(v)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    justify: Literal["left", "center", "right"] = "left"
+
+
+def fit_tables(title: str, keys: list[Column], columns: list[Column], rows: list[list[str]],
+               width: int | None, styles: list[str | None] | None = None) -> list[Table]:
+    """Tables of ``rows`` (cells of ``keys`` then ``columns``) no wider than ``width``.
+
+    Cells never wrap or get cut: when the columns do not fit, the ones that do not go to a next
+    table (titled "... continued") that repeats the ``keys`` columns, as many tables as needed.
+    A single column too wide on its own gets a table of its own (and the terminal wraps it).
+    """
+    chunks: list[list[int]] = [[]]
+    for i in range(len(columns)):
+        if chunks[-1] and width is not None and _width(keys, columns, rows, chunks[-1] + [i]) > width:
+            chunks.append([])
+        chunks[-1].append(i)
+    n = len(keys)
+    tables = []
+    for part, chunk in enumerate(chunks):
+        table = Table(title=title if part == 0 else f"{title.split(':')[0]} (continued)", header_style="bold")
+        for col in keys + [columns[i] for i in chunk]:
+            table.add_column(col.header, justify=col.justify, no_wrap=True)
+        for r, row in enumerate(rows):
+            table.add_row(*row[:n], *[row[n + i] for i in chunk], style=(styles or [None] * len(rows))[r])
+        tables.append(table)
+    return tables
+
+
+def _width(keys: list[Column], columns: list[Column], rows: list[list[str]], chunk: list[int]) -> int:
+    """Characters a table of the ``keys`` and the ``chunk`` columns takes (borders and padding too)."""
+    n = len(keys)
+    idx = list(range(n)) + [n + i for i in chunk]
+    heads = [c.header for c in keys] + [columns[i].header for i in chunk]
+    widths = [max([cell_len(h)] + [cell_len(row[j]) for row in rows]) for h, j in zip(heads, idx, strict=True)]
+    return sum(w + 3 for w in widths) + 1  # one space each side, one border each, plus the last border
