@@ -28,8 +28,9 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-bench: setup
+bench: setup  ## every benchmark in one run; writes benchmarks/results/latest.* and the README table
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/readme_table.py
 
 gpu-check: setup  ## CUDA paths on one GPU (bf16+compile GPT and its MFU, cuDNN LSTM, compare, KV cache)
 	$(BIN)/python benchmarks/gpu_check.py

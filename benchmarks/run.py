@@ -4,8 +4,11 @@
     .venv/bin/python benchmarks/run.py --smoke          # tiny sizes: checks the scripts (< 2 min)
     .venv/bin/python benchmarks/run.py --only loop_overhead,cli_startup
 
-Results: ``benchmarks/results/<name>.json`` per benchmark and ``benchmarks/results/summary.md``
-(a Markdown table of every result there, with the machine, ready to paste into the README).
+Results: ``benchmarks/results/<name>.json`` per benchmark; a full run (every benchmark, not
+``--smoke``) also writes ``benchmarks/results/latest.json`` and ``latest.md``: every row of that one
+run (figure, target, pass/miss, the command that reproduces it) and the machine. The README's
+benchmark table is generated from ``latest.json`` by ``benchmarks/readme_table.py``; a test fails
+when the two disagree, so no figure in the README is typed by hand.
 Everything runs on the CPU, in a scratch folder with its own data, token cache and MLflow store.
 The exit code is 1 when a benchmark crashed; a missed target is a result, not an error.
 """
@@ -108,6 +111,36 @@ def print_table(records: list[dict], info: dict, smoke: bool) -> None:
     Console(width=None if sys.stdout.isatty() else 150).print(table)
 
 
+def row_of(record: dict) -> dict:
+    """One row of latest.json: what was measured, against what, and how to measure it again."""
+    return {"name": record["name"], "result": record["summary"], "value": record.get("value"),
+            "unit": record.get("unit", ""), "target": record["target"], "status": status(record),
+            "seconds": record["seconds"],
+            "command": f".venv/bin/python benchmarks/run.py --only {record['name']}"}
+
+
+def write_latest(records: list[dict], info: dict, seconds: float) -> Path:
+    """latest.json and latest.md: one full run on one machine, the README table's only source."""
+    latest = {"machine": info, "total_seconds": round(seconds, 1), "command": "make bench",
+              "rows": [row_of(r) for r in records]}
+    (RESULTS / "latest.json").write_text(json.dumps(latest, indent=2, default=str) + "\n")
+    (RESULTS / "latest.md").write_text(latest_markdown(latest))
+    return RESULTS / "latest.json"
+
+
+def latest_markdown(latest: dict) -> str:
+    """The README's benchmark table (with its machine line) from latest.json."""
+    m = latest["machine"]
+    lines = [f"Measured by `{latest['command']}` on {m['cpu']}, {m['cpu_count']} CPUs, PyTorch {m['torch']} "
+             f"({m['torch_threads']} threads), {m['date'][:10]}; the whole run took "
+             f"{latest['total_seconds'] / 60:.1f} min.", "",
+             "| benchmark | result | target | status | reproduce |", "|---|---|---|---|---|"]
+    for row in latest["rows"]:
+        cells = [row["name"], row["result"], row["target"], row["status"], f"`{row['command']}`"]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_summary(info: dict) -> Path:
     """summary.md from every result in results/ (a later --only run updates its own rows)."""
     rows = []
@@ -148,6 +181,7 @@ def main() -> int:
             p.error(f"unknown benchmark(s) {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})")
 
     info = machine()
+    started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="lmbench-bench-"))
     env = {**os.environ, **common.bench_env(root)}  # read by common.setup in every benchmark
     common.stage_data(Path(env["LMBENCH_DATA_DIR"]))  # once for all; benchmarks never download
@@ -166,7 +200,11 @@ def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
     print_table(records, info, args.smoke)
     summary = write_summary(info)
+    total = time.perf_counter() - started
     print(f"results: {RESULTS}/<name>.json, {summary}")
+    if not args.smoke and names == list(BENCHMARKS):
+        print(f"one full run: {write_latest(records, info, total)} (benchmarks/readme_table.py puts it in the README)")
+    print(f"total time: {total / 60:.1f} min")
     return 1 if any(r.get("error") for r in records) else 0
 
 
