@@ -40,11 +40,11 @@ def corpus_bleu(references: list[str], hypotheses: list[str]) -> dict[str, float
     refs = [[bleu_tokens(r)] for r in references]
     hyps = [bleu_tokens(h) for h in hypotheses]
     num, den = [0] * 4, [0] * 4
-    for r, h in zip(refs, hyps, strict=True):
-        for n in range(4):
-            p = modified_precision(r, h, n + 1)
-            num[n] += p.numerator
-            den[n] += p.denominator
+    for ref_set, hyp_tokens in zip(refs, hyps, strict=True):
+        for index in range(4):
+            precision = modified_precision(ref_set, hyp_tokens, index + 1)
+            num[index] += precision.numerator
+            den[index] += precision.denominator
     hyp_len = sum(len(h) for h in hyps)
     ref_len = sum(closest_ref_length(r, len(h)) for r, h in zip(refs, hyps, strict=True))
     bleu = nltk_corpus_bleu(refs, hyps, smoothing_function=SmoothingFunction().method1) if hyps else 0.0

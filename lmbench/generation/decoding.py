@@ -27,8 +27,8 @@ def settings(where: str = "--", **values: Any):
 
     try:
         return GenerationSpec(**{k: v for k, v in values.items() if v is not None})
-    except ValidationError as e:
-        err = e.errors()[0]
+    except ValidationError as error:
+        err = error.errors()[0]
         key = str(err["loc"][0])
         name = f"--{key.replace('_', '-')}" if where == "--" else f"{where}{key}"
         raise SpecError(name, err["msg"].removeprefix("Value error, ")) from None
@@ -52,11 +52,11 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def pick(logits: torch.Tensor, s, generator: torch.Generator | None) -> torch.Tensor:
+def pick(logits: torch.Tensor, generation, generator: torch.Generator | None) -> torch.Tensor:
     """Next token per row (LongTensor[B]) from the last position's ``logits`` (B, V)."""
-    if s.strategy != "sample":
+    if generation.strategy != "sample":
         return logits.argmax(-1)
-    filtered = filter_logits(logits.float() / s.temperature, s.top_k, s.top_p)
+    filtered = filter_logits(logits.float() / generation.temperature, generation.top_k, generation.top_p)
     return torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(1)
 
 
@@ -98,31 +98,31 @@ def _device(model) -> torch.device:
 
 
 @torch.inference_mode()
-def decode(model, prompt: torch.Tensor, s, *, use_cache: bool = True,
+def decode(model, prompt: torch.Tensor, generation, *, use_cache: bool = True,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """Greedy or sampled continuations of ``prompt`` (B, P): LongTensor (B, N), N <= max_tokens.
 
     A row stops at EOS (kept) and is PAD afterwards; decoding ends when every row has stopped.
     """
-    if s.strategy == "beam":
-        return beam_search(model, prompt, s, use_cache=use_cache)[0][:, 0]
+    if generation.strategy == "beam":
+        return beam_search(model, prompt, generation, use_cache=use_cache)[0][:, 0]
     model.eval()
     ctx = _Context(model, prompt, use_cache)
-    b, n = prompt.shape[0], s.max_tokens or 64
-    out = prompt.new_full((b, n), PAD)
-    done = torch.zeros(b, dtype=torch.bool, device=prompt.device)
-    for i in range(n):
-        nxt = pick(ctx.logits(), s, generator).masked_fill(done, PAD)  # (B,)
-        out[:, i] = nxt
+    n_rows, n_new = prompt.shape[0], generation.max_tokens or 64
+    out = prompt.new_full((n_rows, n_new), PAD)
+    done = torch.zeros(n_rows, dtype=torch.bool, device=prompt.device)
+    for step in range(n_new):
+        nxt = pick(ctx.logits(), generation, generator).masked_fill(done, PAD)  # (B,)
+        out[:, step] = nxt
         done |= nxt == EOS
         if done.all():
-            return out[:, : i + 1]
+            return out[:, : step + 1]
         ctx.append(nxt)
     return out
 
 
 @torch.inference_mode()
-def beam_search(model, prompt: torch.Tensor, s, *, use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def beam_search(model, prompt: torch.Tensor, generation, *, use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Beam search: (tokens (B, W, N), scores (B, W)), beams ranked best first by
     ``sum logp / length ** length_penalty`` (length counts the tokens up to and with EOS).
 
@@ -130,23 +130,23 @@ def beam_search(model, prompt: torch.Tensor, s, *, use_cache: bool = True) -> tu
     score stays and it keeps competing; the search stops when every beam has finished.
     """
     model.eval()
-    b, w, n = prompt.shape[0], s.beams, s.max_tokens or 64
-    ctx = _Context(model, prompt.repeat_interleave(w, 0), use_cache)  # rows: prompt-major
+    n_rows, n_beams, n_new = prompt.shape[0], generation.beams, generation.max_tokens or 64
+    ctx = _Context(model, prompt.repeat_interleave(n_beams, 0), use_cache)  # rows: prompt-major
     dev = prompt.device
-    scores = torch.zeros(b, w, device=dev)
+    scores = torch.zeros(n_rows, n_beams, device=dev)
     scores[:, 1:] = float("-inf")  # identical beams at the start: expand only the first
-    out = prompt.new_empty((b * w, 0))
-    done = torch.zeros(b * w, dtype=torch.bool, device=dev)
-    length = torch.zeros(b * w, device=dev)
-    base = torch.arange(b, device=dev)[:, None] * w  # (B, 1)
-    for _ in range(n):
+    out = prompt.new_empty((n_rows * n_beams, 0))
+    done = torch.zeros(n_rows * n_beams, dtype=torch.bool, device=dev)
+    length = torch.zeros(n_rows * n_beams, device=dev)
+    base = torch.arange(n_rows, device=dev)[:, None] * n_beams  # (B, 1)
+    for _ in range(n_new):
         logp = F.log_softmax(ctx.logits().float(), dim=-1)  # (BW, V)
-        v = logp.shape[-1]
+        n_vocab = logp.shape[-1]
         logp[done] = float("-inf")
         logp[done, PAD] = 0.0
-        top, flat = (scores.reshape(-1, 1) + logp).view(b, w * v).topk(w, dim=-1)  # (B, W)
-        rows = (base + flat // v).view(-1)  # (BW,) the beam each candidate extends
-        tok = (flat % v).view(-1)
+        top, flat = (scores.reshape(-1, 1) + logp).view(n_rows, n_beams * n_vocab).topk(n_beams, dim=-1)  # (B, W)
+        rows = (base + flat // n_vocab).view(-1)  # (BW,) the beam each candidate extends
+        tok = (flat % n_vocab).view(-1)
         scores = top
         out = torch.cat([out.index_select(0, rows), tok[:, None]], dim=1)
         length = length.index_select(0, rows) + (~done.index_select(0, rows)).float()
@@ -155,11 +155,11 @@ def beam_search(model, prompt: torch.Tensor, s, *, use_cache: bool = True) -> tu
             break
         ctx.reorder(rows)
         ctx.append(tok)
-    norm = scores.view(-1) / length.clamp(min=1) ** s.length_penalty
-    norm = norm.view(b, w)
+    norm = scores.view(-1) / length.clamp(min=1) ** generation.length_penalty
+    norm = norm.view(n_rows, n_beams)
     rank = norm.argsort(dim=1, descending=True)  # (B, W)
     pick_rows = (base + rank).view(-1)
-    return out.index_select(0, pick_rows).view(b, w, -1), norm.gather(1, rank)
+    return out.index_select(0, pick_rows).view(n_rows, n_beams, -1), norm.gather(1, rank)
 
 
 def strip(ids: list[int]) -> list[int]:
@@ -169,23 +169,23 @@ def strip(ids: list[int]) -> list[int]:
     return [i for i in ids if i != PAD]
 
 
-def generate_ids(model, prompts: list[list[int]], s, *, max_tokens: int | None = None, batch_size: int = 64,
+def generate_ids(model, prompts: list[list[int]], generation, *, max_tokens: int | None = None, batch_size: int = 64,
                  use_cache: bool = True) -> list[list[int]]:
     """One continuation per prompt (token ids, without EOS). Prompts of equal length are decoded
-    together in batches; sampling is seeded by ``s.seed`` once for the whole call."""
+    together in batches; sampling is seeded by ``generation.seed`` once for the whole call."""
     if max_tokens is not None:
-        s = s.model_copy(update={"max_tokens": s.max_tokens or max_tokens})
+        generation = generation.model_copy(update={"max_tokens": generation.max_tokens or max_tokens})
     dev = _device(model)
-    gen = torch.Generator(device=dev).manual_seed(s.seed)
+    gen = torch.Generator(device=dev).manual_seed(generation.seed)
     by_len: dict[int, list[int]] = defaultdict(list)
-    for i, p in enumerate(prompts):
-        by_len[len(p)].append(i)
+    for index, prompt in enumerate(prompts):
+        by_len[len(prompt)].append(index)
     out: list[list[int]] = [[] for _ in prompts]
     for idx in by_len.values():
-        for a in range(0, len(idx), batch_size):
-            chunk = idx[a : a + batch_size]
-            x = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=dev)
-            rows = decode(model, x, s, use_cache=use_cache, generator=gen).tolist()
-            for i, r in zip(chunk, rows, strict=True):
-                out[i] = strip(r)
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start : start + batch_size]
+            tokens = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=dev)
+            rows = decode(model, tokens, generation, use_cache=use_cache, generator=gen).tolist()
+            for index, row in zip(chunk, rows, strict=True):
+                out[index] = strip(row)
     return out

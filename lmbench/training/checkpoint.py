@@ -51,8 +51,8 @@ def save(root: Path, tag: str, model: torch.nn.Module, state: dict[str, Any], st
     try:
         save_model(_unwrap(model), str(tmp / WEIGHTS))
         torch.save(state, tmp / STATE)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
+        for file_path in tmp.iterdir():
+            with open(file_path, "rb") as fh:
                 os.fsync(fh.fileno())
         final = root / f"ckpt-{step:09d}-{uuid.uuid4().hex[:8]}"
         os.rename(tmp, final)
@@ -72,17 +72,17 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def _collect_garbage(root: Path) -> None:
     keep = {p["dir"] for p in (pointer(root, t) for t in ("last", "best")) if p}
-    for d in root.glob("ckpt-*"):
-        if d.name not in keep:
-            shutil.rmtree(d, ignore_errors=True)
+    for ckpt_dir in root.glob("ckpt-*"):
+        if ckpt_dir.name not in keep:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
 
 
 def pointer(root: Path, tag: str) -> dict[str, Any] | None:
-    p = root / f"{tag}.json"
-    if not p.is_file():
+    path = root / f"{tag}.json"
+    if not path.is_file():
         return None
     try:
-        return json.loads(p.read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -113,8 +113,8 @@ def load_weights(ckpt_dir: Path, model: torch.nn.Module, device: str | torch.dev
     """Load safetensors weights into ``model`` (strict: every tensor must match)."""
     try:
         load_model(_unwrap(model), str(ckpt_dir / WEIGHTS), strict=True, device=str(device))
-    except (OSError, RuntimeError, ValueError) as e:
-        raise CheckpointError(str(ckpt_dir / WEIGHTS), f"cannot load weights ({e})") from None
+    except (OSError, RuntimeError, ValueError) as error:
+        raise CheckpointError(str(ckpt_dir / WEIGHTS), f"cannot load weights ({error})") from None
 
 
 def load_state(ckpt_dir: Path) -> dict[str, Any]:
@@ -124,5 +124,5 @@ def load_state(ckpt_dir: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(str(path), "missing training state") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        raise CheckpointError(str(path), f"refused: not a safe weights-only checkpoint ({str(e).splitlines()[0]})") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        raise CheckpointError(str(path), f"refused: not a safe weights-only checkpoint ({str(error).splitlines()[0]})") from None

@@ -100,20 +100,20 @@ def prompt_ids(loaded: Loaded, prompt: str) -> list[int]:
     return KINDS[loaded.card.get("data_kind", "text")].prompt(ids)
 
 
-def complete(loaded: Loaded, prompt: str, s, num: int = 1, *, use_cache: bool = True) -> list[str]:
+def complete(loaded: Loaded, prompt: str, generation, num: int = 1, *, use_cache: bool = True) -> list[str]:
     """``num`` continuations of ``prompt``: samples (``sample``), the ``num`` best beams (``beam``)
     or the one greedy continuation."""
     if num < 1:
         raise SpecError("--num", f"must be >= 1, got {num}")
-    if s.strategy == "greedy" and num > 1:
+    if generation.strategy == "greedy" and num > 1:
         raise SpecError("--num", "greedy decoding has one continuation; use --strategy sample or beam")
-    if s.strategy == "beam" and num > s.beams:
-        raise SpecError("--num", f"at most --beams ({s.beams}) continuations, got {num}")
+    if generation.strategy == "beam" and num > generation.beams:
+        raise SpecError("--num", f"at most --beams ({generation.beams}) continuations, got {num}")
     ids = prompt_ids(loaded, prompt)
-    if s.strategy == "beam":
-        x = torch.tensor([ids], dtype=torch.long, device=_device(loaded.model))
-        rows = beam_search(loaded.model, x, s, use_cache=use_cache)[0][0, :num].tolist()
+    if generation.strategy == "beam":
+        tokens = torch.tensor([ids], dtype=torch.long, device=_device(loaded.model))
+        rows = beam_search(loaded.model, tokens, generation, use_cache=use_cache)[0][0, :num].tolist()
         outs = [strip(r) for r in rows]
     else:
-        outs = generate_ids(loaded.model, [ids] * num, s, use_cache=use_cache)
+        outs = generate_ids(loaded.model, [ids] * num, generation, use_cache=use_cache)
     return [loaded.tokenizer.decode(o) for o in outs]

@@ -98,19 +98,19 @@ def _run_tracked(tr: Trainer, n_params: dict[str, int], final_splits: tuple[str,
         with sigterm_raises(before=lambda: signalled.append(True)):
             final = _train_and_evaluate(tr, final_splits)
         status = "FINISHED"
-    except RunStopped as e:
-        status = e.status
+    except RunStopped as error:
+        status = error.status
         if tr.tracker is not None:
-            tr.tracker.set_tags(e.tags)
+            tr.tracker.set_tags(error.tags)
         raise
-    except BaseException as e:
-        if signalled or isinstance(e, (KeyboardInterrupt, Terminated)):
+    except BaseException as error:
+        if signalled or isinstance(error, (KeyboardInterrupt, Terminated)):
             status = "KILLED"
             _save_on_interrupt(tr)
         else:
-            mark_failed_run(e, tr.run_id if tr.tracker is not None else None)
+            mark_failed_run(error, tr.run_id if tr.tracker is not None else None)
             if tr.tracker is not None:
-                tr.tracker.set_tags({schema.FAILURE: secrets.scrub(one_line(e, 5000))})
+                tr.tracker.set_tags({schema.FAILURE: secrets.scrub(one_line(error, 5000))})
         raise
     finally:
         if tr.tracker is not None:
@@ -146,5 +146,5 @@ def _save_on_interrupt(tr: Trainer) -> None:
         tr.save("last")
         if tr.tracker is not None:
             tr.tracker.set_tags({schema.STOP_REASON: f"interrupted at step {tr.loop.step}"})
-    except Exception as e:  # the interruption itself must still be reported
-        log.warning("could not checkpoint on interrupt: %s", e)
+    except Exception as error:  # the interruption itself must still be reported
+        log.warning("could not checkpoint on interrupt: %s", error)

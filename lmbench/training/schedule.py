@@ -25,13 +25,13 @@ class Schedule:
         self.scale, self.best, self.bad = 1.0, math.inf, 0  # plateau state
 
     def lr(self, step: int, frac: float) -> float:
-        s = self.spec
-        warm = min(1.0, (step + 1) / s.warmup_steps) if s.warmup_steps else 1.0
-        if s.kind == "cosine":
+        spec = self.spec
+        warm = min(1.0, (step + 1) / spec.warmup_steps) if spec.warmup_steps else 1.0
+        if spec.kind == "cosine":
             frac = min(max(frac, 0.0), 1.0)
-            shape = s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
-        elif s.kind == "exponential":
-            shape = s.gamma**step
+            shape = spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+        elif spec.kind == "exponential":
+            shape = spec.gamma**step
         else:  # constant, plateau
             shape = 1.0
         return self.base_lr * warm * shape * self.scale

@@ -64,10 +64,10 @@ class Liveness:
 
     @classmethod
     def of(cls, spec: ExperimentSpec) -> Liveness:
-        s = spec.search
-        leases = None if s.storage else default_storage_path(spec.experiment_name).with_suffix(".leases")
-        return cls(spec.experiment_name, spec.tracking.tracking_uri, s.heartbeat_interval,
-                   s.grace_period or 3 * s.heartbeat_interval, s.max_retries, leases)
+        search = spec.search
+        leases = None if search.storage else default_storage_path(spec.experiment_name).with_suffix(".leases")
+        return cls(spec.experiment_name, spec.tracking.tracking_uri, search.heartbeat_interval,
+                   search.grace_period or 3 * search.heartbeat_interval, search.max_retries, leases)
 
     # -- recovery ----------------------------------------------------------------------------
 
@@ -97,17 +97,17 @@ class Liveness:
 
     def _dead_leased(self, study) -> list[int]:
         now, host, dead = time.time(), socket.gethostname(), []
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            path = self._lease(study, t.number)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            path = self._lease(study, trial.number)
             try:
                 age = now - path.stat().st_mtime
                 owner = json.loads(path.read_text())
             except (OSError, ValueError):  # no lease yet: the trial was just asked for, or died first
-                age = now - t.datetime_start.timestamp() if t.datetime_start else 0.0
+                age = now - trial.datetime_start.timestamp() if trial.datetime_start else 0.0
                 owner = {}
             gone = owner.get("host") == host and not psutil.pid_exists(owner.get("pid", -1))
             if gone or age > self.grace:
-                dead.append(t.number)
+                dead.append(trial.number)
         return dead
 
     def on_dead(self, study, trial) -> None:
@@ -195,8 +195,8 @@ class Heartbeat:
         while not self._stop.wait(self.live.interval):
             try:
                 self.live.beat(self.storage, self.study, self.trial)
-            except Exception as e:  # noqa: BLE001 - a hiccup must not kill the trial
-                log.warning("heartbeat of trial %d failed (will retry): %s", self.trial.number, e)
+            except Exception as error:  # noqa: BLE001 - a hiccup must not kill the trial
+                log.warning("heartbeat of trial %d failed (will retry): %s", self.trial.number, error)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

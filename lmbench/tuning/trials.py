@@ -60,8 +60,8 @@ def next_trial(study, storage, total: int, experiment: str, live=None):
         with study_lock(storage, experiment):
             if live is not None:
                 live.recover(study)
-            p = progress_of(study)
-            if not p["waiting"] and p["done"] + p["running"] >= total:
+            progress = progress_of(study)
+            if not progress["waiting"] and progress["done"] + progress["running"] >= total:
                 return None
             trial = study.ask()  # pops a waiting retry before it creates a new trial
             if live is not None:
@@ -117,8 +117,8 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
     params = suggest(trial, space_for(spec, arch))
     try:
         tspec = trial_spec(spec, arch, params)
-    except SpecError as e:  # a combination the model rejects (e.g. heads not dividing width)
-        return _tell_failed(study, trial, f"invalid parameters: {e}")
+    except SpecError as error:  # a combination the model rejects (e.g. heads not dividing width)
+        return _tell_failed(study, trial, f"invalid parameters: {error}")
 
     def on_eval(step: int, tokens: int, metrics: dict[str, float]) -> None:
         with_retries(lambda: trial.report(metrics["val_loss"], step), "reporting to the study")
@@ -145,9 +145,9 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
         _set_state_tag(tracker, "FAIL")
         _tell_interrupted(study, trial, live)
         raise
-    except Exception as e:  # NaN loss, out of memory, ...: this trial fails, the study goes on
+    except Exception as error:  # NaN loss, out of memory, ...: this trial fails, the study goes on
         _set_state_tag(tracker, "FAIL")
-        return _tell_failed(study, trial, f"{type(e).__name__}: {e}")
+        return _tell_failed(study, trial, f"{type(error).__name__}: {error}")
     trial.set_user_attr("run_id", result.run_id)
     with_retries(lambda: tell(study, trial, result.final["final_val_loss"]), "telling the study")
     _set_state_tag(tracker, "COMPLETE")
@@ -188,8 +188,8 @@ def tell(study, trial, value: float | None = None, state=None) -> None:
     """
     try:
         study.tell(trial, value, state=state)
-    except RuntimeError as e:
-        if "Study.stop" not in str(e):
+    except RuntimeError as error:
+        if "Study.stop" not in str(error):
             raise
 
 
