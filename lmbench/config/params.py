@@ -69,31 +69,31 @@ def check_space(arch: str, name: str, dist: dict[str, Any], where: str) -> None:
     for value in grid_values(dist, 3 if dist["type"] != "categorical" else 1000):
         try:
             validate({"model": {"arch": arch}}, [f"{path}={json.dumps(value)}"])
-        except SpecError as e:
-            if e.where == path:
-                raise SpecError(where, f"value {value!r} is invalid ({e.reason})") from None
+        except SpecError as error:
+            if error.where == path:
+                raise SpecError(where, f"value {value!r} is invalid ({error.reason})") from None
 
 
-def grid_values(dist: dict[str, Any], n: int = 5) -> list[Any]:
+def grid_values(dist: dict[str, Any], points: int = 5) -> list[Any]:
     """A sensible grid over one dimension (used by the grid sampler and default ablation values)."""
     if dist["type"] == "categorical":
         return list(dist["choices"])
     low, high = dist["low"], dist["high"]
     if dist["type"] == "int":
-        if high - low + 1 <= n:
+        if high - low + 1 <= points:
             return list(range(low, high + 1))
-        return sorted({round(low + i * (high - low) / (n - 1)) for i in range(n)})
+        return sorted({round(low + i * (high - low) / (points - 1)) for i in range(points)})
     if dist.get("log"):
-        return [float(low * (high / low) ** (i / (n - 1))) for i in range(n)]
-    return [float(low + i * (high - low) / (n - 1)) for i in range(n)]
+        return [float(low * (high / low) ** (i / (points - 1))) for i in range(points)]
+    return [float(low + i * (high - low) / (points - 1)) for i in range(points)]
 
 
 def check_search(spec: ExperimentSpec) -> None:
     """Models named in compare/ablate/search.space exist, and every space names real parameters."""
     from lmbench.models import get_arch
 
-    for i, name in enumerate(spec.compare.models):
-        get_arch(name, where=f"compare.models.{i}")
+    for index, name in enumerate(spec.compare.models):
+        get_arch(name, where=f"compare.models.{index}")
     if spec.ablate.model:
         get_arch(spec.ablate.model, where="ablate.model")
     for model, params in spec.search.space.items():

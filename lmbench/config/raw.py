@@ -18,36 +18,53 @@ from pydantic import (
     ValidationError,
 )
 
-from lmbench.config.spec import ExperimentSpec
+from lmbench.config.spec import OPTIMIZER_FIELDS, OPTIMIZER_KINDS, ExperimentSpec
 from lmbench.errors import SpecError
 
 
-def _loc(err: dict[str, Any], prefix: str = "") -> str:
+def _parts(err: dict[str, Any]) -> tuple[list[str], str | None]:
+    """The key path of an error, and the optimizer kind when the error is inside that section.
+
+    Pydantic puts the tag of a discriminated union in the path (``train.optimizer.sgd.momentum``);
+    the user wrote ``train.optimizer.momentum``, so the tag is taken out and returned apart."""
     parts = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
-    return ".".join(([prefix] if prefix else []) + parts) or (prefix or "spec")
+    for i in range(1, len(parts)):
+        if parts[i - 1] == "optimizer" and parts[i] in OPTIMIZER_KINDS:
+            return parts[:i] + parts[i + 1:], parts[i]
+    return parts, None
 
 
 def _first_error(exc: ValidationError, prefix: str = "") -> SpecError:
     err = exc.errors()[0]
+    parts, kind = _parts(err)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    return SpecError(_loc(err, prefix), msg)
+        if kind is not None:
+            msg = f"not a setting of the {kind} optimizer (it takes: {', '.join(OPTIMIZER_FIELDS[kind])})"
+    elif err["type"] == "union_tag_invalid":
+        parts.append("kind")
+        msg = f"unknown optimizer {err['ctx']['tag']!r} (choose from {', '.join(OPTIMIZER_KINDS)})"
+    elif err["type"] == "union_tag_not_found":
+        parts.append("kind")
+        msg = f"missing (choose from {', '.join(OPTIMIZER_KINDS)})"
+    where = ".".join(([prefix] if prefix else []) + parts) or (prefix or "spec")
+    return SpecError(where, msg)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a spec file with ``yaml.safe_load``; a missing file or bad YAML is a SpecError."""
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError(str(p), "spec file not found")
+    spec_path = Path(path)
+    if not spec_path.is_file():
+        raise SpecError(str(spec_path), "spec file not found")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise SpecError(str(p), f"not valid YAML ({str(e).splitlines()[0]})") from None
+        raw = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SpecError(str(spec_path), f"not valid YAML ({str(error).splitlines()[0]})") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise SpecError(str(p), "the spec must be a YAML mapping")
+        raise SpecError(str(spec_path), "the spec must be a YAML mapping")
     return raw
 
 
@@ -66,12 +83,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
     node = raw
-    for i, part in enumerate(path[:-1]):
+    for depth, part in enumerate(path[:-1]):
         nxt = node.get(part)
         if nxt is None:
             nxt = node[part] = {}
         if not isinstance(nxt, dict):
-            raise SpecError(".".join(path[: i + 1]), "is not a mapping, cannot set a key inside it")
+            raise SpecError(".".join(path[: depth + 1]), "is not a mapping, cannot set a key inside it")
         node = nxt
     node[path[-1]] = value
 
@@ -85,8 +102,8 @@ def validate(raw: dict[str, Any] | None = None, overrides: list[str] | None = No
         apply_override(raw, path, value)
     try:
         spec = ExperimentSpec.model_validate(raw)
-    except ValidationError as e:
-        raise _first_error(e) from None
+    except ValidationError as error:
+        raise _first_error(error) from None
     check_model(spec)
     return spec
 
@@ -116,9 +133,9 @@ def resolved_dict(spec: ExperimentSpec) -> dict[str, Any]:
 
     from lmbench.models import resolve_config
 
-    d = spec.model_dump(mode="json")
-    d["model"]["config"] = asdict(resolve_config(spec.model.arch, spec.model.preset, spec.model.config))
-    return d
+    resolved = spec.model_dump(mode="json")
+    resolved["model"]["config"] = asdict(resolve_config(spec.model.arch, spec.model.preset, spec.model.config))
+    return resolved
 
 
 def spec_hash(spec: ExperimentSpec) -> str:
@@ -126,15 +143,15 @@ def spec_hash(spec: ExperimentSpec) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Flatten nested mappings to dotted keys (MLflow params)."""
     out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key))
+    for name, value in mapping.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, key))
         else:
-            out[key] = v
+            out[key] = value
     return out
 
 

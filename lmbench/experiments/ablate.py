@@ -58,45 +58,45 @@ def ablation_values(spec: ExperimentSpec, arch: str, name: str, baseline: Any) -
 def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     """One factor at a time around a baseline; every value trained with the baseline's seeds."""
 
-    a = spec.ablate
-    arch = a.model or spec.model.arch
-    if not a.params:
+    ablation = spec.ablate
+    arch = ablation.model or spec.model.arch
+    if not ablation.params:
         raise SpecError("--param", "name at least one parameter to ablate")
-    paths = {p: param_path(arch, p, where="--param") for p in a.params}
+    paths = {p: param_path(arch, p, where="--param") for p in ablation.params}
     base_params = {}
-    if a.baseline == "best":
+    if ablation.baseline == "best":
         study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
         base_params = best_params(study) or {}
         if not base_params:
             raise UserError("--baseline", f"study {study.study_name} has no completed trial to take the best from")
     base = sized(model_spec(spec, arch, base_params), prepare_data(spec.data).vocab_size)
     sweeps = {}
-    for p, path in paths.items():
+    for param, path in paths.items():
         baseline_value = get_path(resolved_dict(base), path)
-        values = ablation_values(spec, arch, p, baseline_value)
-        for v in values:  # validate every value before anything is created
-            model_spec(base, arch, extra=[f"{path}={json.dumps(v)}"])
-        sweeps[p] = (path, baseline_value, values)
+        values = ablation_values(spec, arch, param, baseline_value)
+        for value in values:  # validate every value before anything is created
+            model_spec(base, arch, extra=[f"{path}={json.dumps(value)}"])
+        sweeps[param] = (path, baseline_value, values)
     prepare(base, [arch])
     root = ensure_run(spec, f"ablate-{arch}", {schema.KIND: "ablate", schema.ROOT_KEY: root_key(spec),
-                                               schema.MODEL: arch}, params={"params": ",".join(a.params)})
+                                               schema.MODEL: arch}, params={"params": ",".join(ablation.params)})
     rows: list[dict[str, Any]] = []
     record_spec(root, spec)
     with TreeRun(root):
         base_run = ensure_run(spec, "baseline", {schema.KIND: "value", schema.ABLATE_VALUE: "baseline"}, root.run_id)
         with TreeRun(base_run):
-            base_runs = seed_runs(base, base_run.run_id, a.seeds, "baseline", {schema.ABLATE_VALUE: "baseline"}, quiet)
-        for p, (path, baseline_value, values) in sweeps.items():
-            for v in values:
-                if v == baseline_value:
+            base_runs = seed_runs(base, base_run.run_id, ablation.seeds, "baseline", {schema.ABLATE_VALUE: "baseline"}, quiet)
+        for param, (path, baseline_value, values) in sweeps.items():
+            for value in values:
+                if value == baseline_value:
                     runs = base_runs  # the baseline runs are shared by every sweep
                 else:
-                    label = f"{p}={v}"
+                    label = f"{param}={value}"
                     vrun = ensure_run(spec, label, {schema.KIND: "value", schema.ABLATE_VALUE: label}, root.run_id)
                     with TreeRun(vrun):
-                        vspec = model_spec(base, arch, extra=[f"{path}={json.dumps(v)}"])
-                        runs = seed_runs(vspec, vrun.run_id, a.seeds, label, {schema.ABLATE_VALUE: label}, quiet)
-                rows += rows_of(runs, param=p, value=v, is_baseline=v == baseline_value)
+                        vspec = model_spec(base, arch, extra=[f"{path}={json.dumps(value)}"])
+                        runs = seed_runs(vspec, vrun.run_id, ablation.seeds, label, {schema.ABLATE_VALUE: label}, quiet)
+                rows += rows_of(runs, param=param, value=value, is_baseline=value == baseline_value)
         frame = _frame(rows)
         table = ablation_table(frame.drop(columns=["is_baseline"]), baseline_values(sweeps), metric="test_loss")
         path = write_results(spec.experiment_name, "ablation", table, rows, _meta(spec, "ablate", root.run_id))

@@ -95,8 +95,8 @@ def seed_runs(spec: ExperimentSpec, parent_run_id: str, seeds: int, label: str, 
     """Train ``spec`` with seeds base..base+K-1 (the same for every model/value), reusing finished ones."""
 
     out = []
-    for k in range(seeds):
-        seed = spec.train.seed + k
+    for offset in range(seeds):
+        seed = spec.train.seed + offset
         run_tags = {**tags, schema.STAGE: "final", schema.SEED: str(seed)}
         tracker = Tracker(spec.experiment_name, spec.tracking.tracking_uri)
         done = finished_child(tracker, parent_run_id, run_tags)
@@ -112,11 +112,11 @@ def seed_runs(spec: ExperimentSpec, parent_run_id: str, seeds: int, label: str, 
 
 def rows_of(runs: list[SeedRun], **columns: Any) -> list[dict[str, Any]]:
     rows = []
-    for r in runs:
-        row = {**columns, "seed": r.seed, "run_id": r.run_id}
-        row.update({m: r.metrics[m] for m in METRICS if m in r.metrics})
-        if "params.non_embedding" in r.params:
-            row["params_non_embedding"] = int(r.params["params.non_embedding"])
+    for run in runs:
+        row = {**columns, "seed": run.seed, "run_id": run.run_id}
+        row.update({m: run.metrics[m] for m in METRICS if m in run.metrics})
+        if "params.non_embedding" in run.params:
+            row["params_non_embedding"] = int(run.params["params.non_embedding"])
         rows.append(row)
     return rows
 
@@ -139,8 +139,8 @@ def record_spec(root, spec: ExperimentSpec) -> None:
             path = Path(tmp) / "spec.yaml"
             path.write_text(yaml.safe_dump(dump_raw(spec), sort_keys=False))  # same spec, same root_key
             root.log_artifact(path)
-    except Exception as e:  # reproducibility aid only: never the reason a command fails
-        log.warning("could not log spec.yaml to run %s: %s", root.run_id, e)
+    except Exception as error:  # reproducibility aid only: never the reason a command fails
+        log.warning("could not log spec.yaml to run %s: %s", root.run_id, error)
 
 
 def report_of(spec: ExperimentSpec) -> Path | None:
@@ -149,8 +149,8 @@ def report_of(spec: ExperimentSpec) -> Path | None:
     try:
         return build_report(spec.experiment_name, tracking_uri=spec.tracking.tracking_uri,
                             storage=spec.search.storage)
-    except Exception as e:
-        log.warning("could not build the report of %s: %s", spec.experiment_name, e)
+    except Exception as error:
+        log.warning("could not build the report of %s: %s", spec.experiment_name, error)
         return None
 
 

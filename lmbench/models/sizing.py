@@ -123,8 +123,8 @@ def match_params(
     def with_width(base: dict[str, Any], width: int) -> dict[str, Any]:
         out = dict(base)
         out[sizing.width] = width
-        for k in followers:
-            out[k] = width
+        for follower in followers:
+            out[follower] = width
         return out
 
     grid = _width_grid(arch, preset, user, with_width)
@@ -191,13 +191,13 @@ def _width_grid(arch, preset, user, with_width) -> tuple[int, int]:
     valid widths (gcd of the gaps between the first few valid ones)."""
     valid: list[int] = []
     last_error: SpecError | None = None
-    for w in range(1, _PROBE_LIMIT + 1):
+    for width in range(1, _PROBE_LIMIT + 1):
         try:
-            resolve_config(arch, preset, with_width(user, w))
-        except SpecError as e:
-            last_error = e
+            resolve_config(arch, preset, with_width(user, width))
+        except SpecError as error:
+            last_error = error
             continue
-        valid.append(w)
+        valid.append(width)
         if len(valid) == 4:
             break
     if not valid:
@@ -210,8 +210,8 @@ def _width_grid(arch, preset, user, with_width) -> tuple[int, int]:
             WHERE, f"no width from 1 to {_PROBE_LIMIT} is valid for {arch}: {last_error}"
         ) from None
     step = 0
-    for a, b in zip(valid, valid[1:], strict=False):
-        step = math.gcd(step, b - a)
+    for narrower, wider in zip(valid, valid[1:], strict=False):
+        step = math.gcd(step, wider - narrower)
     return valid[0], step or 1
 
 
@@ -220,31 +220,31 @@ def _best_width(arch, vocab_size, preset, base, with_width, grid, target):
     ``(overrides, counts, non-embedding count of the narrowest grid width)``, or ``None`` when no
     grid width is valid."""
     w0, step = grid
-    max_k = (MAX_WIDTH - w0) // step
+    max_index = (MAX_WIDTH - w0) // step
 
     cache: dict[int, int | None] = {}
 
-    def ne(k: int) -> int | None:
-        if k not in cache:
+    def ne(index: int) -> int | None:
+        if index not in cache:
             try:
-                counts = count_params(arch, vocab_size, preset, with_width(base, w0 + k * step))
-                cache[k] = counts["non_embedding"]
+                counts = count_params(arch, vocab_size, preset, with_width(base, w0 + index * step))
+                cache[index] = counts["non_embedding"]
             except SpecError:
-                cache[k] = None
-        return cache[k]
+                cache[index] = None
+        return cache[index]
 
-    def ne_mono(k: int) -> int:
+    def ne_mono(start: int) -> int:
         """For the search: invalid grid points borrow the next valid point's count."""
-        for j in range(k, min(k + 8, max_k) + 1):
-            v = ne(j)
-            if v is not None:
-                return v
+        for index in range(start, min(start + 8, max_index) + 1):
+            count = ne(index)
+            if count is not None:
+                return count
         return -1
 
-    # smallest k with count >= target: gallop, then bisect
-    lo, hi = -1, 0  # invariant: ne(lo) < target (lo = -1: nothing), ne(hi) >= target or hi = max_k
-    while hi < max_k and ne_mono(hi) < target:
-        lo, hi = hi, min(max(1, 2 * hi), max_k)
+    # smallest index with count >= target: gallop, then bisect
+    lo, hi = -1, 0  # invariant: ne(lo) < target (lo = -1: nothing), ne(hi) >= target or hi = max_index
+    while hi < max_index and ne_mono(hi) < target:
+        lo, hi = hi, min(max(1, 2 * hi), max_index)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if ne_mono(mid) >= target:
@@ -252,12 +252,12 @@ def _best_width(arch, vocab_size, preset, base, with_width, grid, target):
         else:
             lo = mid
     # verify: count the crossing point's neighbours and keep the closest valid one
-    best: tuple[int, int, int] | None = None  # (|error|, width, k)
-    for k in range(max(0, hi - _WINDOW), min(max_k, hi + _WINDOW) + 1):
-        v = ne(k)
-        if v is None:
+    best: tuple[int, int, int] | None = None  # (|error|, width, index)
+    for index in range(max(0, hi - _WINDOW), min(max_index, hi + _WINDOW) + 1):
+        count = ne(index)
+        if count is None:
             continue
-        cand = (abs(v - target), w0 + k * step, k)
+        cand = (abs(count - target), w0 + index * step, index)
         if best is None or cand < best:
             best = cand
     if best is None:

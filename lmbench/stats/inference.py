@@ -38,10 +38,10 @@ _NAN = float("nan")
 
 
 def _check_confidence(confidence: float) -> float:
-    c = float(confidence)
-    if not 0.0 < c < 1.0:
+    level = float(confidence)
+    if not 0.0 < level < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    return c
+    return level
 
 
 def _as_float_array(
@@ -70,27 +70,28 @@ def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[fl
     no values, and ``(nan, nan)`` if any value is non-finite (NaN or +-inf, e.g. a diverged run):
     such values are never dropped silently.
     """
-    c = _check_confidence(confidence)
-    x = _as_float_array(values)
-    n = x.size
-    if n == 0 or not np.all(np.isfinite(x)):
+    level = _check_confidence(confidence)
+    sample = _as_float_array(values)
+    n_values = sample.size
+    if n_values == 0 or not np.all(np.isfinite(sample)):
         return _NAN, _NAN
-    mean = float(np.mean(x))
-    if n == 1:
+    mean = float(np.mean(sample))
+    if n_values == 1:
         return mean, _NAN
-    s = float(np.std(x, ddof=1))
-    return mean, _t_quantile(c, n - 1) * s / math.sqrt(n)
+    std = float(np.std(sample, ddof=1))
+    return mean, _t_quantile(level, n_values - 1) * std / math.sqrt(n_values)
 
 
 def paired_test(
-    a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
+    first: Sequence[float], second: Sequence[float], confidence: float = CONFIDENCE
 ) -> dict[str, float | int]:
-    """Paired two-sided t test of ``a`` against ``b``, paired by position (same seed at same index).
+    """Paired two-sided t test of ``first`` against ``second``, paired by position (same seed at
+    same index).
 
     Pairing is right here because both arms share seeds and data order; the per-seed difference
     removes the variance common to both. Returns a dict with
 
-    * ``mean_diff``: mean of a - b (negative = a has the lower value),
+    * ``mean_diff``: mean of first - second (negative = ``first`` has the lower value),
     * ``ci``: half-width of the t CI of the mean difference (see :func:`mean_ci`),
     * ``t``: the t statistic and ``p``: its two-sided p-value (``scipy.stats.ttest_rel``),
     * ``n``: number of pairs.
@@ -102,32 +103,32 @@ def paired_test(
     mean_diff = 0; otherwise (a constant non-zero offset) t = +-inf and p = 0.0.
     Different lengths raise ValueError.
     """
-    c = _check_confidence(confidence)
-    x = _as_float_array(a, "a")
-    y = _as_float_array(b, "b")
-    if x.size != y.size:
-        raise ValueError(f"paired_test needs equal lengths, got {x.size} and {y.size}")
-    n = int(x.size)
-    out: dict[str, float | int] = {"mean_diff": _NAN, "ci": _NAN, "t": _NAN, "p": _NAN, "n": n}
-    if n == 0 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+    level = _check_confidence(confidence)
+    first_values = _as_float_array(first, "a")
+    second_values = _as_float_array(second, "b")
+    if first_values.size != second_values.size:
+        raise ValueError(f"paired_test needs equal lengths, got {first_values.size} and {second_values.size}")
+    n_pairs = int(first_values.size)
+    out: dict[str, float | int] = {"mean_diff": _NAN, "ci": _NAN, "t": _NAN, "p": _NAN, "n": n_pairs}
+    if n_pairs == 0 or not (np.all(np.isfinite(first_values)) and np.all(np.isfinite(second_values))):
         return out
-    d = x - y
-    out["mean_diff"] = float(np.mean(d))
-    if n == 1:
+    diffs = first_values - second_values
+    out["mean_diff"] = float(np.mean(diffs))
+    if n_pairs == 1:
         return out
-    scale = max(float(np.max(np.abs(x))), float(np.max(np.abs(y))))
+    scale = max(float(np.max(np.abs(first_values))), float(np.max(np.abs(second_values))))
     tol = 16.0 * np.finfo(float).eps * scale
-    if float(np.ptp(d)) <= tol:
+    if float(np.ptp(diffs)) <= tol:
         out["ci"] = 0.0
         if abs(out["mean_diff"]) <= tol:
             out.update(mean_diff=0.0, t=0.0, p=1.0)
         else:
             out.update(t=math.copysign(math.inf, out["mean_diff"]), p=0.0)
         return out
-    out["ci"] = mean_ci(d, c)[1]
+    out["ci"] = mean_ci(diffs, level)[1]
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = _st.ttest_rel(x, y)
+        res = _st.ttest_rel(first_values, second_values)
     out["t"] = float(res.statistic)
     out["p"] = float(res.pvalue)
     return out

@@ -42,8 +42,8 @@ def _require(runs: pd.DataFrame, cols: Sequence[str], metric: str) -> None:
 
 def _aggregate(group: pd.DataFrame, metrics: Sequence[str], confidence: float) -> dict[str, Any]:
     row: dict[str, Any] = {}
-    for m in metrics:
-        row[f"{m}_mean"], row[f"{m}_ci"] = mean_ci(group[m], confidence)
+    for metric in metrics:
+        row[f"{metric}_mean"], row[f"{metric}_ci"] = mean_ci(group[metric], confidence)
     if "test_loss" in metrics:
         row["ppl_of_mean_loss"] = (
             math.exp(row["test_loss_mean"]) if math.isfinite(row["test_loss_mean"]) else _NAN
@@ -91,12 +91,12 @@ def compare_table(
       delta_vs_best 0.0, delta_ci NaN, p_vs_best NaN and n_paired = its n_seeds.
     """
     _require(runs, ["model", "seed"], metric)
-    c = _check_confidence(confidence)
+    level = _check_confidence(confidence)
     _check_unique(runs, ["model", "seed"], "compare_table")
     metrics = _metric_columns(runs, {"model", "seed"})
 
     groups = {name: g for name, g in runs.groupby("model", sort=False)}
-    rows = {name: _aggregate(g, metrics, c) for name, g in groups.items()}
+    rows = {name: _aggregate(g, metrics, level) for name, g in groups.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"
     table = table.sort_values(f"{metric}_mean", kind="stable", na_position="last")
@@ -111,36 +111,36 @@ def compare_table(
         elif name == best_name:
             tests.append((0.0, _NAN, _NAN, int(table.at[name, "n_seeds"])))
         else:
-            r = _paired_on_seed(groups[name], groups[best_name], metric, c)
-            tests.append((r["mean_diff"], r["ci"], r["p"], r["n"]))
-    for i, col in enumerate(("delta_vs_best", "delta_ci", "p_vs_best")):
-        table[col] = np.asarray([t[i] for t in tests], dtype=float)
+            paired = _paired_on_seed(groups[name], groups[best_name], metric, level)
+            tests.append((paired["mean_diff"], paired["ci"], paired["p"], paired["n"]))
+    for position, col in enumerate(("delta_vs_best", "delta_ci", "p_vs_best")):
+        table[col] = np.asarray([t[position] for t in tests], dtype=float)
     table["n_paired"] = np.asarray([t[3] for t in tests], dtype=int)
     table["n_seeds"] = table["n_seeds"].astype(int)
     return table
 
 
-def value_label(v: Any) -> str:
+def value_label(value: Any) -> str:
     """The str under which an ablation value is grouped and shown; integral floats drop ".0".
 
     (A pandas column mixing 4 and 0.5 holds 4.0; it is labelled "4" like the int 4.)
     """
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
-        return str(int(v))
-    return str(v)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
-def _same_value(v: Any, ref: Any) -> bool:
+def _same_value(value: Any, ref: Any) -> bool:
     """Value equality that tolerates 4 vs 4.0 vs np.int64(4) and falls back to str equality."""
     try:
-        eq = v == ref
+        eq = value == ref
         if isinstance(eq, bool | np.bool_) and bool(eq):
             return True
     except Exception:  # arbitrary user values may not compare
         pass
-    return value_label(v) == value_label(ref)
+    return value_label(value) == value_label(ref)
 
 
 def ablation_table(
@@ -178,7 +178,7 @@ def ablation_table(
     When ``runs`` holds only shared baseline rows, the result is that single baseline row.
     """
     _require(runs, ["param", "value", "seed"], metric)
-    c = _check_confidence(confidence)
+    level = _check_confidence(confidence)
     metrics = _metric_columns(runs, {"param", "value", "seed"})
     per_param = isinstance(baseline_value, Mapping)
 
@@ -195,12 +195,12 @@ def ablation_table(
             raise ValueError("ablation_table: runs is empty")
         has, bv = (True, baseline_value) if not per_param else (False, None)
         params_cells = [(BASELINE_PARAM, value_label(bv) if has else BASELINE_PARAM, shared, True)]
-        return _ablation_frame(params_cells, metrics, metric, c)
+        return _ablation_frame(params_cells, metrics, metric, level)
 
     cells: list[tuple[Any, str, pd.DataFrame, bool]] = []
     for param in params:
         cells += _param_cells(param, runs[runs["param"] == param], shared, *base_of(param))
-    return _ablation_frame(cells, metrics, metric, c)
+    return _ablation_frame(cells, metrics, metric, level)
 
 
 def _param_cells(param: Any, rows: pd.DataFrame, shared: pd.DataFrame, has: bool,
@@ -247,8 +247,8 @@ def _ablation_frame(
         elif base is None or base.empty:
             rec.update(delta=_NAN, delta_ci=_NAN, p=_NAN, n_paired=0)
         else:
-            r = _paired_on_seed(group, base, metric, confidence)
-            rec.update(delta=r["mean_diff"], delta_ci=r["ci"], p=r["p"], n_paired=r["n"])
+            paired = _paired_on_seed(group, base, metric, confidence)
+            rec.update(delta=paired["mean_diff"], delta_ci=paired["ci"], p=paired["p"], n_paired=paired["n"])
         records.append(rec)
     table = pd.DataFrame.from_records(records)
     # best value per param: lowest finite mean of `metric` (first in order on ties)
