@@ -170,18 +170,18 @@ def _s() -> Alternatives:
 
 
 @_rule
-def _named(n: str) -> Alternatives:
+def _named(name: str) -> Alternatives:
     """After a sentence-initial name: reported speech, or a meeting with a second name."""
-    speech = ("said", ("QUOTED", ("CLAUSE", 1)), "and", ("COPY_SUBJ", n), ".")
-    return [(0.5, speech), (0.5, ("met", ("MET", n)))]
+    speech = ("said", ("QUOTED", ("CLAUSE", 1)), "and", ("COPY_SUBJ", name), ".")
+    return [(0.5, speech), (0.5, ("met", ("MET", name)))]
 
 
 @_rule
-def _met(n: str) -> Alternatives:
-    """``n met m <aside> and n <past verb> m``: two names to copy, in order."""
-    others = [m for m in NAMES if m != n]
+def _met(name: str) -> Alternatives:
+    """``name met other <aside> and name <past verb> other``: two names to copy, in order."""
+    others = [m for m in NAMES if m != name]
     return [
-        (1.0 / len(others), (m, ("MEET_MIDDLE",), "and", ("COPY", n), ("PAST",), ("COPY", m), "."))
+        (1.0 / len(others), (m, ("MEET_MIDDLE",), "and", ("COPY", name), ("PAST",), ("COPY", m), "."))
         for m in others
     ]
 
@@ -196,15 +196,15 @@ def _meet_middle() -> Alternatives:
 
 
 @_rule
-def _copy(n: str) -> Alternatives:
+def _copy(name: str) -> Alternatives:
     """A name that must repeat an earlier one: probability 1, but only given memory."""
-    return _one(n)
+    return _one(name)
 
 
 @_rule
-def _copy_subj(n: str) -> Alternatives:
+def _copy_subj(name: str) -> Alternatives:
     # The verb is pushed here, with the copied name, so its agreement span starts at the copy.
-    return _one(n, ("VP", SG, 1))
+    return _one(name, ("VP", SG, 1))
 
 
 @_rule
@@ -218,27 +218,27 @@ def _quoted(content: Symbol) -> Alternatives:
 
 
 @_rule
-def _bracketed(d: int) -> Alternatives:
-    return [(0.5, ("(", ("ASIDE", d), ")")), (0.5, ("[", ("ASIDE", d), "]"))]
+def _bracketed(depth: int) -> Alternatives:
+    return [(0.5, ("(", ("ASIDE", depth), ")")), (0.5, ("[", ("ASIDE", depth), "]"))]
 
 
 @_rule
-def _aside(d: int) -> Alternatives:
+def _aside(depth: int) -> Alternatives:
     """Bracket content: a full clause (with its own agreement) or a contrasting noun phrase."""
     return _weighted(
-        (0.55, _one(("CLAUSE", d))),
-        (0.45, _uniform(ASIDE_WORDS, then=(("OBJ", d),))),
+        (0.55, _one(("CLAUSE", depth))),
+        (0.45, _uniform(ASIDE_WORDS, then=(("OBJ", depth),))),
     )
 
 
 @_rule
-def _clause(d: int) -> Alternatives:
+def _clause(depth: int) -> Alternatives:
     """A subject and its verb phrase. The verb phrase is pushed by the token that fixes the
     subject's number (noun, name or pronoun), so the state carries the number in between."""
-    dets = _determiners(then=("ANIMATE", "subject", d))
-    pronouns = [(1.0 / len(PRONOUNS), (p, ("VP", num, d))) for p, num in PRONOUNS.items()]
-    names = _uniform(NAMES, then=(("MODS", SG, d, 0), ("VP", SG, d)))
-    if d == 0:  # names at the start of a sentence begin the copy frames instead
+    dets = _determiners(then=("ANIMATE", "subject", depth))
+    pronouns = [(1.0 / len(PRONOUNS), (p, ("VP", num, depth))) for p, num in PRONOUNS.items()]
+    names = _uniform(NAMES, then=(("MODS", SG, depth, 0), ("VP", SG, depth)))
+    if depth == 0:  # names at the start of a sentence begin the copy frames instead
         return _weighted((0.85, dets), (0.15, pronouns))
     return _weighted((0.60, dets), (0.15, pronouns), (0.25, names))
 
@@ -250,14 +250,14 @@ def _determiners(then: tuple) -> Alternatives:
 
 
 @_rule
-def _nominal(nums: tuple[str, ...], noun_class: str, cont: str, d: int) -> Alternatives:
+def _nominal(nums: tuple[str, ...], noun_class: str, cont: str, depth: int) -> Alternatives:
     """An optional adjective, then a noun of an allowed number."""
-    noun = ("NOUN", nums, noun_class, cont, d)
+    noun = ("NOUN", nums, noun_class, cont, depth)
     return _weighted((0.25, _uniform(ADJECTIVES, then=(noun,))), (0.75, _one(noun)))
 
 
 @_rule
-def _noun(nums: tuple[str, ...], noun_class: str, cont: str, d: int) -> Alternatives:
+def _noun(nums: tuple[str, ...], noun_class: str, cont: str, depth: int) -> Alternatives:
     """A noun; its number selects what is pushed after it (``cont``):
     "subject" -> modifiers then an agreeing verb phrase; "embedded" -> an agreeing transitive
     verb (object relative clause); "none" -> nothing."""
@@ -265,92 +265,92 @@ def _noun(nums: tuple[str, ...], noun_class: str, cont: str, d: int) -> Alternat
     alts: Alternatives = []
     for num in nums:
         words = [pair[0 if num == SG else 1] for pair in pairs]
-        alts += _uniform(words, 1.0 / len(nums), then=_continuation(cont, num, d))
+        alts += _uniform(words, 1.0 / len(nums), then=_continuation(cont, num, depth))
     return alts
 
 
-def _continuation(cont: str, num: str, d: int) -> Rhs:
+def _continuation(cont: str, num: str, depth: int) -> Rhs:
     if cont == "subject":
-        return (("MODS", num, d, 0), ("VP", num, d))
+        return (("MODS", num, depth, 0), ("VP", num, depth))
     if cont == "embedded":
         return (("TV", num),)
     return ()
 
 
 @_rule
-def _obj(d: int) -> Alternatives:
+def _obj(depth: int) -> Alternatives:
     """An object noun phrase (no continuation): det [adj] noun, or a name."""
     return _weighted(
-        (0.8, _determiners(then=("ANY", "none", d))),
+        (0.8, _determiners(then=("ANY", "none", depth))),
         (0.2, _uniform(NAMES)),
     )
 
 
 @_rule
-def _pp(d: int) -> Alternatives:
-    return _uniform(PREPOSITIONS, then=(("OBJ", d),))
+def _pp(depth: int) -> Alternatives:
+    return _uniform(PREPOSITIONS, then=(("OBJ", depth),))
 
 
 @_rule
-def _mods(num: str, d: int, k: int) -> Alternatives:
+def _mods(num: str, depth: int, pp_count: int) -> Alternatives:
     """Modifiers between a subject and its verb: the material agreement has to bridge.
-    Prepositional phrases may chain (``k`` counts them); a relative clause or a bracket ends the
+    Prepositional phrases may chain (``pp_count`` counts them); a relative clause or a bracket ends the
     list. Stopping is itself the choice of the verb (or of the next modifier's first token)."""
-    stop = (0.25, 0.60)[k] if k < 2 else 1.0
+    stop = (0.25, 0.60)[pp_count] if pp_count < 2 else 1.0
     if stop == 1.0:
         return _one()
     go = 1.0 - stop
-    bracket = 0.20 if d < MAX_DEPTH else 0.0
+    bracket = 0.20 if depth < MAX_DEPTH else 0.0
     return _weighted(
         (stop, _one()),
-        (go * 0.40, _one(("PP", d), ("MODS", num, d, k + 1))),
-        (go * 0.25, _one("who", ("RC_VP", num, d))),
-        (go * (0.35 - bracket), _one("that", ("EMBEDDED_SUBJ", d))),
-        (go * bracket, _one(("BRACKETED", d + 1))),
+        (go * 0.40, _one(("PP", depth), ("MODS", num, depth, pp_count + 1))),
+        (go * 0.25, _one("who", ("RC_VP", num, depth))),
+        (go * (0.35 - bracket), _one("that", ("EMBEDDED_SUBJ", depth))),
+        (go * bracket, _one(("BRACKETED", depth + 1))),
     )
 
 
 @_rule
-def _embedded_subj(d: int) -> Alternatives:
+def _embedded_subj(depth: int) -> Alternatives:
     """Subject of an object relative clause (``the dogs that the cat sees run``): its own number,
     an attractor for the outer agreement."""
     return _weighted(
-        (0.7, _determiners(then=("ANIMATE", "embedded", d))),
+        (0.7, _determiners(then=("ANIMATE", "embedded", depth))),
         (0.15, [(1.0 / len(PRONOUNS), (p, ("TV", num))) for p, num in PRONOUNS.items()]),
         (0.15, _uniform(NAMES, then=(("TV", SG),))),
     )
 
 
 @_rule
-def _rc_vp(num: str, d: int) -> Alternatives:
+def _rc_vp(num: str, depth: int) -> Alternatives:
     """Verb phrase of a subject relative clause: agrees with the head noun, has no tail (so
     the main verb, which also agrees, follows directly)."""
     return _weighted(
         (0.4, _one(("IV", num))),
-        (0.4, _one(("TV", num), ("OBJ", d))),
+        (0.4, _one(("TV", num), ("OBJ", depth))),
         (0.2, _one(("COP", num), ("ADJ",))),
     )
 
 
 @_rule
-def _vp(num: str, d: int) -> Alternatives:
+def _vp(num: str, depth: int) -> Alternatives:
     return _weighted(
-        (0.35, _one(("IV", num), ("TAIL", d))),
-        (0.35, _one(("TV", num), ("OBJ", d), ("TAIL", d))),
-        (0.20, _one(("COP", num), ("COMPLEMENT",), ("TAIL", d))),
-        (0.10, _one(HAVE[0 if num == SG else 1], ("OBJ", d), ("TAIL", d))),
+        (0.35, _one(("IV", num), ("TAIL", depth))),
+        (0.35, _one(("TV", num), ("OBJ", depth), ("TAIL", depth))),
+        (0.20, _one(("COP", num), ("COMPLEMENT",), ("TAIL", depth))),
+        (0.10, _one(HAVE[0 if num == SG else 1], ("OBJ", depth), ("TAIL", depth))),
     )
 
 
 @_rule
-def _tail(d: int) -> Alternatives:
+def _tail(depth: int) -> Alternatives:
     """What may follow a verb phrase: nothing, an adverb, a place, or a reason clause."""
-    because = 0.1 if d < MAX_DEPTH else 0.0
+    because = 0.1 if depth < MAX_DEPTH else 0.0
     return _weighted(
         (0.65 - because, _one()),
         (0.20, _uniform(ADVERBS)),
-        (0.15, _one(("PP", d))),
-        (because, _one("because", ("CLAUSE", d + 1))),
+        (0.15, _one(("PP", depth))),
+        (because, _one("because", ("CLAUSE", depth + 1))),
     )
 
 

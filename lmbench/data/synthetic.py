@@ -74,16 +74,16 @@ def _expand(sym: tuple) -> Alternatives:
     return alts
 
 
-def _add_move(moves: dict, token: str, p: float, result: object, where: object) -> None:
-    """Add probability ``p`` of emitting ``token`` with stack change ``result``. Two derivations
+def _add_move(moves: dict, token: str, prob: float, result: object, where: object) -> None:
+    """Add probability ``prob`` of emitting ``token`` with stack change ``result``. Two derivations
     may emit the same token only if they leave the same stack (then their probabilities add);
     otherwise the state would not be a function of the tokens."""
     if token in moves:
         old_p, old_result = moves[token]
         if old_result != result:
             raise GrammarError(f"token {token!r} is ambiguous in {where}")
-        p += old_p
-    moves[token] = (p, result)
+        prob += old_p
+    moves[token] = (prob, result)
 
 
 @cache
@@ -94,13 +94,13 @@ def _outcomes(sym: Symbol) -> tuple[dict[str, Move], float]:
         return {sym: (1.0, ())}, 0.0
     moves: dict[str, Move] = {}
     p_empty = 0.0
-    for q, rhs in _expand(sym):
-        reach = q  # probability that rhs[:i] all derived nothing
-        for i, child in enumerate(rhs):
+    for rule_prob, rhs in _expand(sym):
+        reach = rule_prob  # probability that rhs[:position] all derived nothing
+        for position, child in enumerate(rhs):
             child_moves, child_empty = _outcomes(child)
-            rest = tuple(reversed(rhs[i + 1 :]))
-            for token, (p, pushed) in child_moves.items():
-                _add_move(moves, token, reach * p, rest + pushed, sym)
+            rest = tuple(reversed(rhs[position + 1 :]))
+            for token, (prob, pushed) in child_moves.items():
+                _add_move(moves, token, reach * prob, rest + pushed, sym)
             reach *= child_empty
             if reach == 0.0:
                 break
@@ -116,10 +116,10 @@ def _nullable(sym: Symbol) -> bool:
 def _segment_start(stack: Sequence[Symbol]) -> int:
     """Index of the highest stack symbol that cannot derive nothing: the next token is decided
     by the symbols from there to the top, so the tables are keyed by that segment only."""
-    i = len(stack) - 1
-    while _nullable(stack[i]):
-        i -= 1
-    return i
+    index = len(stack) - 1
+    while _nullable(stack[index]):
+        index -= 1
+    return index
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,8 @@ def _table(segment: State) -> _Table:
     reach = 1.0
     for level in range(len(segment) - 1, -1, -1):
         child_moves, child_empty = _outcomes(segment[level])
-        for token, (p, pushed) in child_moves.items():
-            _add_move(moves, token, reach * p, (level, pushed), segment)
+        for token, (prob, pushed) in child_moves.items():
+            _add_move(moves, token, reach * prob, (level, pushed), segment)
         reach *= child_empty
     if reach != 0.0 or abs(math.fsum(p for p, _ in moves.values()) - 1.0) > 1e-12:
         raise GrammarError(f"segment {segment} is not a proper distribution")
@@ -178,12 +178,12 @@ def next_dist(state: State) -> dict[str, float]:
 def _step(state: State, token: str) -> tuple[float, State, int]:
     """(-log P(token | state), next state, stack index of the emitting symbol)."""
     start, table = _state_table(state)
-    i = table.index.get(token)
-    if i is None:
+    index = table.index.get(token)
+    if index is None:
         expected = ", ".join(repr(t) for t in table.tokens[:8])
         raise ValueError(f"token {token!r} cannot come here (expected one of {expected}, ...)")
-    cut = start + table.cuts[i]
-    return table.nll[i], tuple(state[:cut]) + table.pushes[i], cut
+    cut = start + table.cuts[index]
+    return table.nll[index], tuple(state[:cut]) + table.pushes[index], cut
 
 
 def advance(state: State, token: str) -> State:
@@ -219,14 +219,14 @@ def dependency_spans(line: str) -> list[tuple[str, int, int]]:
     state = START
     born = [-1] * len(START)  # token index that pushed each stack symbol
     spans = []
-    for j, token in enumerate([*tokens, END]):
+    for position, token in enumerate([*tokens, END]):
         _, new_state, cut = _step(state, token)
         sym = state[cut]
         kind = _dependency_kind(sym)
         if kind is not None and born[cut] >= 0:
             source = tokens.index(token) if kind == "copy" else born[cut]
-            spans.append((kind, source, j))
-        born = born[:cut] + [j] * (len(new_state) - cut)
+            spans.append((kind, source, position))
+        born = born[:cut] + [position] * (len(new_state) - cut)
         state = new_state
     return spans
 
@@ -274,17 +274,17 @@ def generate_lines(n_tokens: int, seed: int) -> tuple[list[str], np.ndarray]:
             table = _table(tuple(stack[start:]))
             if pos == len(uniforms):
                 uniforms, pos = rng.random(_CHUNK).tolist(), 0
-            i = bisect_right(table.cdf, uniforms[pos])
+            choice = bisect_right(table.cdf, uniforms[pos])
             pos += 1
-            if i == len(table.tokens):  # u beyond a cdf that rounds to just under 1
-                i -= 1
-            nll += table.nll[i]
-            token = table.tokens[i]
+            if choice == len(table.tokens):  # a uniform beyond a cdf that rounds to just under 1
+                choice -= 1
+            nll += table.nll[choice]
+            token = table.tokens[choice]
             if token == END:
                 break
             out.append(token)
-            del stack[start + table.cuts[i] :]
-            stack.extend(table.pushes[i])
+            del stack[start + table.cuts[choice] :]
+            stack.extend(table.pushes[choice])
         lines.append(" ".join(out))
         nlls.append(nll)
         produced += len(out) + 1
