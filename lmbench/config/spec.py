@@ -7,7 +7,7 @@ the dotted key path."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -54,6 +54,10 @@ class DataSpec(_Strict):
     split: tuple[float, float, float] = Field((0.9, 0.05, 0.05), description="train/val/test fractions")
     size: int = Field(400_000, ge=1000, description="synthetic corpus size in tokens")
     seed: int = Field(0, ge=0, description="synthetic generator seed")
+    order: Literal["auto", "stream", "random"] = Field(
+        "auto", description="text train batches: stream (contiguous streams, state carried: truncated "
+        "BPTT) | random (windows at random offsets, nanoGPT's get_batch) | auto (stream for stateful "
+        "architectures, random for the others); records keep their own shuffled batches")
 
     @field_validator("split")
     @classmethod
@@ -105,20 +109,92 @@ class BudgetSpec(_Strict):
 class ScheduleSpec(_Strict):
     kind: Literal["constant", "cosine", "exponential", "plateau"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
+    warmup_fraction: float = Field(0.0, ge=0, lt=1, description="linear warmup over this fraction of "
+                                   "the budget (with warmup_steps too, the slower of the two)")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
     gamma: float = Field(0.999, gt=0, le=1, description="exponential: lr multiplier per step")
     factor: float = Field(0.5, gt=0, lt=1, description="plateau: lr multiplier on a stall")
-    patience: int = Field(2, ge=0, description="plateau: evaluations without improvement")
+    patience: int = Field(2, ge=0, description="plateau: evaluations without improvement before a cut "
+                          "(0: cut at the first evaluation that does not improve)")
+    threshold: float = Field(1e-4, ge=0, description="plateau: relative improvement of the validation "
+                             "loss that counts as progress (0: any improvement)")
+
+
+OPTIMIZER_KINDS = ("adamw", "adam", "sgd")
+
+
+def _betas_in_range(v: tuple[float, float]) -> tuple[float, float]:
+    if not all(0 <= b < 1 for b in v):
+        raise ValueError("each beta must be in [0, 1)")
+    return v
+
+
+class AdamSpec(_Strict):
+    """Adam, or AdamW (weight decay decoupled from the gradient, as in GPT-2 and nanoGPT)."""
+
+    kind: Literal["adamw", "adam"] = "adamw"
+    betas: tuple[float, float] = (0.9, 0.99)
+    eps: float = Field(1e-8, gt=0)
+
+    _betas = field_validator("betas")(_betas_in_range)
+
+
+class SGDSpec(_Strict):
+    """SGD with optional (Nesterov) momentum; torch's rules: Nesterov needs momentum and no dampening."""
+
+    kind: Literal["sgd"] = "sgd"
+    momentum: float = Field(0.0, ge=0, lt=1)
+    dampening: float = Field(0.0, ge=0, le=1)
+    nesterov: bool = False  # declared last: its check reads momentum and dampening
+
+    @field_validator("nesterov")
+    @classmethod
+    def _nesterov(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and not (info.data.get("momentum", 0) > 0 and info.data.get("dampening", 0) == 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening 0")
+        return v
+
+
+OptimizerSpec = Annotated[AdamSpec | SGDSpec, Field(discriminator="kind")]
+# the settings each optimizer takes besides its kind (search spaces, ablations and error messages)
+OPTIMIZER_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(f for f in cls.model_fields if f != "kind")
+    for cls in (AdamSpec, SGDSpec) for kind in cls.model_fields["kind"].annotation.__args__
+}
+
+
+def _legacy_optimizer(data: dict[str, Any]) -> dict[str, Any]:
+    """``optimizer: sgd`` is short for ``optimizer: {kind: sgd}``; a section without a kind is AdamW's.
+
+    Specs before 0.3 said ``optimizer: adamw`` and put ``betas`` at the top of ``train``; stored
+    runs, checkpoints and studies still hold such specs, so ``betas`` moves into the section."""
+    data = dict(data)
+    opt = data.get("optimizer")
+    if isinstance(opt, str):
+        opt = {"kind": opt}
+    elif isinstance(opt, dict):
+        opt = {"kind": "adamw", **opt}
+    if "betas" in data:
+        betas = data.pop("betas")
+        opt = opt if opt is not None else {"kind": "adamw"}
+        if isinstance(opt, dict):
+            if "betas" in opt:
+                raise ValueError("betas are given twice: keep train.optimizer.betas only")
+            opt["betas"] = betas
+    if opt is not None:
+        data["optimizer"] = opt
+    return data
 
 
 class TrainSpec(_Strict):
     # tokens by default, so architectures line up on one axis whatever their batch shapes
     budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(tokens=400_000))
     batch_size: int = Field(32, ge=1)
-    optimizer: Literal["adamw"] = "adamw"
+    optimizer: OptimizerSpec = Field(default_factory=AdamSpec, description="kind: adamw | adam | sgd, "
+                                     "plus its settings (betas, eps | momentum, dampening, nesterov)")
     lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = Field(0.01, ge=0, description="decoupled for adamw, an L2 term for adam and sgd; "
+                                "matrices only (not biases and norm gains)")
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     grad_clip: float | None = Field(1.0, gt=0)
     early_stopping: int | None = Field(None, ge=1, description="evaluations without improvement")
@@ -142,12 +218,10 @@ class TrainSpec(_Strict):
             raise ValueError(f"expected auto, cpu, cuda, cuda:N or mps, got {v!r}")
         return v
 
-    @field_validator("betas")
+    @model_validator(mode="before")
     @classmethod
-    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not all(0 <= b < 1 for b in v):
-            raise ValueError("each beta must be in [0, 1)")
-        return v
+    def _optimizer_forms(cls, data: Any) -> Any:
+        return _legacy_optimizer(data) if isinstance(data, dict) else data
 
 
 class TrackingSpec(_Strict):
@@ -165,6 +239,9 @@ class SpaceParam(_Strict):
     categorical: list[Any] | None = Field(None, min_length=1)
     log: bool = False
     step: float | None = Field(None, gt=0)
+    when: dict[str, Any] | None = Field(None, description="sampled only when these already sampled "
+                                        "parameters have these values (a value or a list), e.g. "
+                                        "{optimizer: sgd}")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -181,14 +258,20 @@ class SpaceParam(_Strict):
                 raise ValueError("a log-scaled range needs low > 0")
         return self
 
-    def as_dist(self) -> dict[str, Any]:
-        """The registry's form: {"type": float|int|categorical, low/high/log/step or choices}."""
+    def _dist(self) -> dict[str, Any]:
         if self.categorical is not None:
             return {"type": "categorical", "choices": list(self.categorical)}
         kind, (low, high) = ("float", self.float_) if self.float_ is not None else ("int", self.int_)
         d: dict[str, Any] = {"type": kind, "low": low, "high": high, "log": self.log}
         if self.step is not None:
             d["step"] = self.step
+        return d
+
+    def as_dist(self) -> dict[str, Any]:
+        """The registry's form: {"type": float|int|categorical, low/high/log/step or choices[, when]}."""
+        d = self._dist()
+        if self.when:
+            d["when"] = {k: list(v) if isinstance(v, list | tuple) else [v] for k, v in self.when.items()}
         return d
 
 
@@ -229,6 +312,44 @@ class AblateSpec(_Strict):
     seeds: int = Field(3, ge=1)
 
 
+class ScaleSpec(_Strict):
+    """`lmbench scale`: per architecture and compute budget, a ladder of model sizes, each trained
+    on the tokens that spend exactly that budget (IsoFLOP curves, then scaling-law fits)."""
+
+    models: list[str] = Field(default_factory=lambda: ["rnn", "lstm", "gru", "transformer"],
+                              min_length=1)
+    compute: list[float] = Field(default_factory=lambda: [2e10, 6e10, 2e11], min_length=1,
+                                 description="budgets C in training FLOPs (forward + backward)")
+    sizes: int = Field(4, description="model sizes per budget (a parabola in log N needs >= 3)")
+    seeds: int = Field(2, ge=1, description="runs per (size, budget): seeds train.seed, +1, ...")
+    ratio: float = Field(2.0, gt=1, le=16, description="size ratio of neighbouring ladder rungs")
+    tokens_per_param: float = Field(20.0, gt=0, description="first guess of the compute-optimal "
+                                    "D/N: ladders are centred on N = sqrt(C / (6 * this))")
+    evaluations: int = Field(1, ge=1, description="validation evaluations per run (the last at "
+                             "its end)")
+    from_: str | None = Field(None, alias="from", description="hyperparameters from the best "
+                              "trial of this experiment's studies (default: the spec's own)")
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False,
+                              populate_by_name=True)
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: int) -> int:
+        if v < 3:
+            raise ValueError(f"{v} size(s) per budget: a parabola in log N needs at least 3")
+        return v
+
+    @field_validator("compute")
+    @classmethod
+    def _budgets(cls, v: list[float]) -> list[float]:
+        if any(c <= 0 for c in v):
+            raise ValueError("every compute budget must be > 0 FLOPs")
+        if len(set(v)) != len(v):
+            raise ValueError("compute budgets repeat")
+        return sorted(v)
+
+
 class GenerationSpec(_Strict):
     """How text is generated for BLEU (and the defaults of `lmbench generate`)."""
 
@@ -257,7 +378,7 @@ class EvalSpec(_Strict):
 
 class ExperimentSpec(_Strict):
     name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
-    kind: Literal["train", "tune", "compare", "ablate"] = "train"
+    kind: Literal["train", "tune", "compare", "ablate", "scale"] = "train"
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -265,6 +386,7 @@ class ExperimentSpec(_Strict):
     search: SearchSpec = Field(default_factory=SearchSpec)
     compare: CompareSpec = Field(default_factory=CompareSpec)
     ablate: AblateSpec = Field(default_factory=AblateSpec)
+    scale: ScaleSpec = Field(default_factory=ScaleSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
 
     @property
