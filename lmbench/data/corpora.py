@@ -118,13 +118,13 @@ def check_entry(info: DatasetInfo) -> list[str]:
     bad = [] if info.name not in _RESERVED else [f"{info.name!r} is reserved"]
     if not info.licence.strip() or not info.description.strip():
         bad.append("licence and description must be given")
-    for d in info.downloads:
-        if not d.url.startswith("https://"):
-            bad.append(f"{d.url}: not an https URL")
-        if not _SHA256.fullmatch(d.sha256):
-            bad.append(f"{d.filename}: sha256 must be 64 lowercase hex digits")
-        if d.size <= 0 or not d.filename or "/" in d.filename:
-            bad.append(f"{d.filename!r}: needs a size > 0 and a plain file name")
+    for download in info.downloads:
+        if not download.url.startswith("https://"):
+            bad.append(f"{download.url}: not an https URL")
+        if not _SHA256.fullmatch(download.sha256):
+            bad.append(f"{download.filename}: sha256 must be 64 lowercase hex digits")
+        if download.size <= 0 or not download.filename or "/" in download.filename:
+            bad.append(f"{download.filename!r}: needs a size > 0 and a plain file name")
     zipped = info.filename.endswith(".zip")
     if isinstance(info.splits, NamedSplits):
         names = [getattr(info.splits, s) for s in SPLITS]
@@ -134,11 +134,11 @@ def check_entry(info: DatasetInfo) -> list[str]:
         elif not zipped and not set(names) <= own:
             bad.append(f"splits {names} must be downloads ({sorted(own)}) unless the file is a zip")
     elif isinstance(info.splits, RangeSplits):
-        r = info.splits
-        if not zipped or r.unit not in ("byte", "char"):
+        ranges = info.splits
+        if not zipped or ranges.unit not in ("byte", "char"):
             bad.append("range splits need a zip download and a unit of 'byte' or 'char'")
-        if len(r.lengths) != 3 or min(r.lengths) <= 0 or sum(r.lengths) != r.total:
-            bad.append(f"range lengths {r.lengths} must be 3 positive numbers adding to {r.total}")
+        if len(ranges.lengths) != 3 or min(ranges.lengths) <= 0 or sum(ranges.lengths) != ranges.total:
+            bad.append(f"range lengths {ranges.lengths} must be 3 positive numbers adding to {ranges.total}")
     elif info.pretokenized:
         bad.append("a pretokenized dataset comes pre-split (give splits)")
     return bad
@@ -186,11 +186,11 @@ def dataset_identity(info: DatasetInfo) -> dict[str, Any]:
 def is_complete(info: DatasetInfo, folder: Path) -> bool:
     """The folder holds this dataset's splits as the manifest records them."""
     try:
-        m = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        ok = m["format"] == LAYOUT_VERSION and m["downloads"] == {
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        ok = manifest["format"] == LAYOUT_VERSION and manifest["downloads"] == {
             d.filename: d.sha256 for d in info.downloads
         }
-        return ok and all(p.stat().st_size == m["splits"][s]
+        return ok and all(p.stat().st_size == manifest["splits"][s]
                           for s, p in split_files(info).items())
     except (OSError, ValueError, KeyError, TypeError):
         return False

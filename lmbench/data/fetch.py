@@ -50,11 +50,11 @@ Fetch = Callable[..., None]  # (url, dest, timeout=...) -> None; raises OSError 
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class TruncatedDownload(OSError):
@@ -65,10 +65,10 @@ def download(url: str, dest: Path, timeout: float = _TIMEOUT) -> None:
     """Stream ``url`` into ``dest``; OSError (or an HTTPException) when it cannot be fetched."""
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     got = 0
-    with urllib.request.urlopen(request, timeout=timeout) as resp, open(dest, "wb") as f:
+    with urllib.request.urlopen(request, timeout=timeout) as resp, open(dest, "wb") as handle:
         announced = resp.headers.get("Content-Length")
         while chunk := resp.read(_CHUNK):
-            f.write(chunk)
+            handle.write(chunk)
             got += len(chunk)
     # http.client returns a short body without complaint when the connection drops
     if announced is not None and announced.isdigit() and got != int(announced):
@@ -92,8 +92,8 @@ def read_splits(info: DatasetInfo, fetch: Fetch = download) -> dict[str, str]:
         raw = path.read_bytes()
         try:  # byte level: one character per byte (latin-1), so a char tokenizer models bytes
             text = raw.decode("latin-1" if info.byte_level else "utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(str(path), f"not valid UTF-8 at byte {e.start}") from None
+        except UnicodeDecodeError as error:
+            raise DataError(str(path), f"not valid UTF-8 at byte {error.start}") from None
         # pre-tokenised: the last line ends in EOS too, as every other line does
         texts[split] = text + "\n" if info.pretokenized and text[-1:] != "\n" else text
     return texts
@@ -106,63 +106,63 @@ def _how_to(info: DatasetInfo, wanted: list[tuple[Download, Path]]) -> str:
     return f"{steps}; or point $LMBENCH_DATA_DIR at a folder holding {held}"
 
 
-def _problem(path: Path, d: Download) -> str | None:
+def _problem(path: Path, entry: Download) -> str | None:
     """None when ``path`` holds the verified file, else what is wrong with it."""
     if not path.is_file():
         return "is missing"
     got = sha256_file(path)
-    if got == d.sha256:
+    if got == entry.sha256:
         return None
-    return f"has sha256 {got}, expected {d.sha256} (corrupted or a different file)"
+    return f"has sha256 {got}, expected {entry.sha256} (corrupted or a different file)"
 
 
-def _fetch_verified(d: Download, part: Path, target: Path, problem: str, how_to: str,
+def _fetch_verified(entry: Download, part: Path, target: Path, problem: str, how_to: str,
                     fetch: Fetch) -> None:
-    """Download ``d`` into ``part`` and check its size and sha256; DataError naming ``target``."""
-    log.info("downloading %s (%.1f MB) from %s", d.filename, d.size / 1e6, d.url)
+    """Download ``entry`` into ``part`` and check its size and sha256; DataError naming ``target``."""
+    log.info("downloading %s (%.1f MB) from %s", entry.filename, entry.size / 1e6, entry.url)
     where = str(target)
     try:
-        fetch(d.url, part, timeout=_TIMEOUT)
-    except (TruncatedDownload, http.client.IncompleteRead) as e:
-        raise DataError(where, f"{problem}, and the download from {d.url} is truncated "
-                        f"({_one_line(e)}); {how_to}") from None
-    except (OSError, http.client.HTTPException, ValueError) as e:
-        raise DataError(where, f"{problem} and could not be downloaded ({_one_line(e)}); "
+        fetch(entry.url, part, timeout=_TIMEOUT)
+    except (TruncatedDownload, http.client.IncompleteRead) as error:
+        raise DataError(where, f"{problem}, and the download from {entry.url} is truncated "
+                        f"({_one_line(error)}); {how_to}") from None
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        raise DataError(where, f"{problem} and could not be downloaded ({_one_line(error)}); "
                         f"{how_to}") from None
-    n = part.stat().st_size
-    if d.size and n != d.size:
-        raise DataError(where, f"{problem}, and the download from {d.url} is {n} bytes long, "
-                        f"expected {d.size} (a truncated download or a different file); {how_to}")
+    n_bytes = part.stat().st_size
+    if entry.size and n_bytes != entry.size:
+        raise DataError(where, f"{problem}, and the download from {entry.url} is {n_bytes} bytes long, "
+                        f"expected {entry.size} (a truncated download or a different file); {how_to}")
     got = sha256_file(part)
-    if got != d.sha256:
-        raise DataError(where, f"{problem}, and the download from {d.url} has sha256 {got}, "
-                        f"expected {d.sha256} (corrupted or a different file); {how_to}")
+    if got != entry.sha256:
+        raise DataError(where, f"{problem}, and the download from {entry.url} has sha256 {got}, "
+                        f"expected {entry.sha256} (corrupted or a different file); {how_to}")
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _ensure_file(info: DatasetInfo, fetch: Fetch) -> Path:
     """A one-file dataset: the file itself, checked against its sha256 on every use."""
     path = dataset_path(info.name)
-    d = info.downloads[0]
-    problem = _problem(path, d)
+    entry = info.downloads[0]
+    problem = _problem(path, entry)
     if problem is None:
         return path
-    how_to = _how_to(info, [(d, path)])
+    how_to = _how_to(info, [(entry, path)])
     made = not path.parent.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{d.filename}.", suffix=".part", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{entry.filename}.", suffix=".part", dir=path.parent)
         os.close(fd)
-    except OSError as e:
+    except OSError as error:
         raise DataError(
-            str(path), f"{problem} and cannot be written there ({e}); {how_to}"
+            str(path), f"{problem} and cannot be written there ({error}); {how_to}"
         ) from None
     tmp = Path(name)
     try:
-        _fetch_verified(d, tmp, path, problem, how_to, fetch)
+        _fetch_verified(entry, tmp, path, problem, how_to, fetch)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -180,9 +180,9 @@ def _ensure_folder(info: DatasetInfo, fetch: Fetch) -> Path:
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{info.name}.", suffix=".tmp", dir=folder.parent))
-    except OSError as e:
+    except OSError as error:
         wanted = [(d, folder / d.filename) for d in info.downloads]
-        raise DataError(str(folder), f"cannot be written ({e}); {_how_to(info, wanted)}") from None
+        raise DataError(str(folder), f"cannot be written ({error}); {_how_to(info, wanted)}") from None
     try:
         files = _gather(info, folder, tmp / ".downloads", fetch)
         sizes = _extract(info, files, tmp, folder)
@@ -194,8 +194,8 @@ def _ensure_folder(info: DatasetInfo, fetch: Fetch) -> Path:
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         _install(info, tmp, folder)
-    except OSError as e:  # a full disk, a permission: still one error naming the folder
-        raise DataError(str(folder), f"could not be extracted there ({_one_line(e)})") from None
+    except OSError as error:  # a full disk, a permission: still one error naming the folder
+        raise DataError(str(folder), f"could not be extracted there ({_one_line(error)})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
@@ -206,17 +206,17 @@ def _gather(info: DatasetInfo, folder: Path, into: Path, fetch: Fetch) -> dict[s
     into.mkdir()
     out: dict[str, Path] = {}
     downloads = info.downloads
-    for i, d in enumerate(downloads):
-        placed = folder / d.filename
-        problem = _problem(placed, d)
+    for index, entry in enumerate(downloads):
+        placed = folder / entry.filename
+        problem = _problem(placed, entry)
         if problem is None:
-            out[d.filename] = placed
+            out[entry.filename] = placed
             continue
         # name every file still to fetch, so one message says all there is to do offline
-        wanted = [(d, placed)] + [(x, folder / x.filename) for x in downloads[i + 1:]
+        wanted = [(entry, placed)] + [(x, folder / x.filename) for x in downloads[index + 1:]
                                   if not (folder / x.filename).is_file()]
-        _fetch_verified(d, into / d.filename, placed, problem, _how_to(info, wanted), fetch)
-        out[d.filename] = into / d.filename
+        _fetch_verified(entry, into / entry.filename, placed, problem, _how_to(info, wanted), fetch)
+        out[entry.filename] = into / entry.filename
     return out
 
 
@@ -232,8 +232,8 @@ def _extract(info: DatasetInfo, files: dict[str, Path], out: Path,
                 shutil.copyfile(files[name], path)
             else:
                 with _member(files[info.filename], name, folder / info.filename) as src, \
-                        open(path, "wb") as f:
-                    shutil.copyfileobj(src, f, _CHUNK)
+                        open(path, "wb") as handle:
+                    shutil.copyfileobj(src, handle, _CHUNK)
     else:
         assert isinstance(layout, RangeSplits)
         where = f"{folder / info.filename}:{layout.member}"
@@ -241,16 +241,16 @@ def _extract(info: DatasetInfo, files: dict[str, Path], out: Path,
             raw = src.read()
         try:
             data = raw if layout.unit == "byte" else raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(where, f"not valid UTF-8 at byte {e.start}") from None
+        except UnicodeDecodeError as error:
+            raise DataError(where, f"not valid UTF-8 at byte {error.start}") from None
         del raw
         if len(data) != layout.total:
             raise DataError(where, f"has {len(data)} {layout.unit}s, expected {layout.total}")
         start = 0
-        for split, n in zip(SPLITS, layout.lengths, strict=True):
-            piece = data[start:start + n]
+        for split, length in zip(SPLITS, layout.lengths, strict=True):
+            piece = data[start:start + length]
             dest[split].write_bytes(piece.encode("utf-8") if isinstance(piece, str) else piece)
-            start += n
+            start += length
     return {s: p.stat().st_size for s, p in dest.items()}
 
 
@@ -259,10 +259,10 @@ def _member(archive: Path, name: str, shown: Path) -> Iterator[IO[bytes]]:
     """A zip member opened for reading; an unreadable archive or member (a bad CRC, a missing
     name) is a DataError naming ``shown``, the path the user knows."""
     try:
-        with zipfile.ZipFile(archive) as zf, zf.open(name) as f:
-            yield f
-    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as e:
-        raise DataError(str(shown), f"cannot read {name} ({_one_line(e)})") from None
+        with zipfile.ZipFile(archive) as zf, zf.open(name) as handle:
+            yield handle
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as error:
+        raise DataError(str(shown), f"cannot read {name} ({_one_line(error)})") from None
 
 
 def _install(info: DatasetInfo, tmp: Path, folder: Path) -> None:

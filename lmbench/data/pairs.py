@@ -47,7 +47,7 @@ def generate_pairs(size: int, seed: int) -> list[tuple[str, str]]:
     out = []
     for _ in range(max(size // mean_words, 1)):
         task = TASKS[int(rng.integers(len(TASKS)))]
-        n = int(rng.integers(MIN_LEN, MAX_LEN + 1))
-        words = [WORDS[int(i)] for i in rng.integers(len(WORDS), size=n)]
+        length = int(rng.integers(MIN_LEN, MAX_LEN + 1))
+        words = [WORDS[int(i)] for i in rng.integers(len(WORDS), size=length)]
         out.append((f"{task}: " + " ".join(words), " ".join(answer(task, words))))
     return out

@@ -110,8 +110,8 @@ def source_label(spec: Any) -> str:
         return Path(spec.splits.train).expanduser().parent.name or "splits"
     if spec.source in ("synthetic", PAIRS) or spec.source in DATASETS:
         return spec.source
-    p = Path(spec.source).expanduser()
-    return p.stem if p.suffix else p.name
+    path = Path(spec.source).expanduser()
+    return path.stem if path.suffix else path.name
 
 
 def _classify(spec: Any) -> tuple[str, Path | None]:
@@ -124,19 +124,19 @@ def _classify(spec: Any) -> tuple[str, Path | None]:
         return "pairs", None
     if spec.source in DATASETS:
         return "dataset", None
-    p = Path(spec.source).expanduser()
-    if p.is_dir():
-        return "folder", p
-    if not p.exists():
+    path = Path(spec.source).expanduser()
+    if path.is_dir():
+        return "folder", path
+    if not path.exists():
         names = ", ".join(["synthetic", PAIRS, *DATASETS])
         raise DataError(
-            str(p),
+            str(path),
             f"no such file or folder (data.source must be one of {names}, or a path to a .txt "
             "file, a .jsonl file or a folder of .txt files)",
         )
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
-        return "jsonl", p
-    return "text", p
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return "jsonl", path
+    return "text", path
 
 
 def _folder_files(folder: Path) -> list[Path]:
@@ -167,17 +167,17 @@ def source_identity(spec: Any) -> dict[str, Any]:
     if kind == "splits":
         out = {}
         for split in SPLITS:
-            p = Path(getattr(spec.splits, split)).expanduser()
-            if not p.is_file():
-                raise DataError(str(p), f"{split} split file not found (data.splits.{split})")
-            out[split] = sha256_file(p)
+            file_path = Path(getattr(spec.splits, split)).expanduser()
+            if not file_path.is_file():
+                raise DataError(str(file_path), f"{split} split file not found (data.splits.{split})")
+            out[split] = sha256_file(file_path)
         return {"splits": out}
     assert path is not None
     if kind == "folder":
-        h = hashlib.sha256()
-        for p in _folder_files(path):
-            h.update(p.name.encode() + b"\0" + sha256_file(p).encode())
-        return {"folder": h.hexdigest()}
+        digest = hashlib.sha256()
+        for file_path in _folder_files(path):
+            digest.update(file_path.name.encode() + b"\0" + sha256_file(file_path).encode())
+        return {"folder": digest.hexdigest()}
     return {kind: sha256_file(path)}
 
 
@@ -198,18 +198,18 @@ def load_corpus(spec: Any) -> Corpus:
         info = DATASETS[spec.source]
         if info.splits is not None:  # its own splits; data.split does not apply
             return _presplit(fetch.read_splits(info, _download), label, info.pretokenized)
-        p = ensure_dataset(spec.source)
-        return _text_corpus(read_text(p), spec.split, label, str(p))
+        file_path = ensure_dataset(spec.source)
+        return _text_corpus(read_text(file_path), spec.split, label, str(file_path))
     assert path is not None
     if kind == "folder":
         texts = []
-        for p in _folder_files(path):
+        for file_path in _folder_files(path):
             try:
-                texts.append(read_text(p))
-            except DataError as e:
-                if "empty" not in e.reason and "only whitespace" not in e.reason:
+                texts.append(read_text(file_path))
+            except DataError as error:
+                if "empty" not in error.reason and "only whitespace" not in error.reason:
                     raise
-                log.warning("skipping %s: %s", p, e.reason)
+                log.warning("skipping %s: %s", file_path, error.reason)
         if not texts:
             raise DataError(str(path), "every .txt file in the folder is empty")
         return _text_corpus("\n".join(texts), spec.split, label, str(path))
@@ -225,11 +225,11 @@ def load_corpus(spec: Any) -> Corpus:
 def _decode(raw: bytes, path: Path) -> str:
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
         raise DataError(
-            f"{path} at byte {e.start}",
-            f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at byte offset {e.start}, line {line}); "
+            f"{path} at byte {error.start}",
+            f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at byte offset {error.start}, line {line}); "
             "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`",
         ) from None
     return text.removeprefix("\ufeff")
@@ -260,8 +260,8 @@ def _snap(text: str, pos: int) -> int:
     if pos >= len(text):
         return len(text)
     left = text.rfind("\n", 0, pos) + 1
-    i = text.find("\n", pos - 1)
-    right = len(text) if i == -1 else i + 1
+    newline = text.find("\n", pos - 1)
+    right = len(text) if newline == -1 else newline + 1
     return left if pos - left <= right - pos else right
 
 
@@ -271,11 +271,11 @@ def split_points(text: str, fractions: tuple[float, float, float], where: str) -
     Cuts are at the line boundaries nearest to the character fractions; every split must be
     non-empty.
     """
-    n = len(text)
-    c1 = _snap(text, round(n * fractions[0]))
-    c2 = _snap(text, round(n * (fractions[0] + fractions[1])))
-    _check_nonempty({"train": c1, "val": c2 - c1, "test": n - c2}, fractions, where,
-                    f"the corpus has {_count_lines(text)} lines, {n} characters; splits are cut "
+    n_chars = len(text)
+    c1 = _snap(text, round(n_chars * fractions[0]))
+    c2 = _snap(text, round(n_chars * (fractions[0] + fractions[1])))
+    _check_nonempty({"train": c1, "val": c2 - c1, "test": n_chars - c2}, fractions, where,
+                    f"the corpus has {_count_lines(text)} lines, {n_chars} characters; splits are cut "
                     "at line boundaries")
     return c1, c2
 
@@ -329,8 +329,8 @@ def _jsonl_record(line: str, where: str) -> tuple[str, Any]:
     """One .jsonl line: ``("text", text)`` or ``("records", (prompt, completion))``."""
     try:
         obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(where, f"not valid JSON ({e.msg} at column {e.colno})") from None
+    except json.JSONDecodeError as error:
+        raise DataError(where, f"not valid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(obj, dict):
         raise DataError(where, f"expected a JSON object, got {type(obj).__name__}")
     if "text" in obj:
@@ -339,13 +339,13 @@ def _jsonl_record(line: str, where: str) -> tuple[str, Any]:
         fields = ("prompt", "completion")
     else:
         raise DataError(where, "missing field 'text' (or the pair 'prompt' + 'completion')")
-    for f in fields:
-        if f not in obj:
+    for key in fields:
+        if key not in obj:
             raise DataError(
-                where, f"missing field '{f}' (a record needs both 'prompt' and 'completion')"
+                where, f"missing field '{key}' (a record needs both 'prompt' and 'completion')"
             )
-        if not isinstance(obj[f], str):
-            raise DataError(where, f"field '{f}' must be a string, got {type(obj[f]).__name__}")
+        if not isinstance(obj[key], str):
+            raise DataError(where, f"field '{key}' must be a string, got {type(obj[key]).__name__}")
     if fields == ("text",):
         return "text", obj["text"]
     return "records", (obj["prompt"], obj["completion"])
@@ -388,10 +388,10 @@ def _jsonl_corpus(path: Path, fractions: tuple[float, float, float], label: str)
 def _split_records(
     records: list[tuple[str, str]], fractions: tuple[float, float, float], label: str, where: str
 ) -> Corpus:
-    n = len(records)
-    c1 = round(n * fractions[0])
-    c2 = round(n * (fractions[0] + fractions[1]))
-    _check_nonempty({"train": c1, "val": c2 - c1, "test": n - c2}, fractions, where,
-                    f"{n} records")
+    n_records = len(records)
+    c1 = round(n_records * fractions[0])
+    c2 = round(n_records * (fractions[0] + fractions[1]))
+    _check_nonempty({"train": c1, "val": c2 - c1, "test": n_records - c2}, fractions, where,
+                    f"{n_records} records")
     parts = {"train": records[:c1], "val": records[c1:c2], "test": records[c2:]}
     return Corpus("records", label, records=parts, n_lines={s: len(r) for s, r in parts.items()})

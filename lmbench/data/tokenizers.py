@@ -62,14 +62,14 @@ _SP_SEED = 0
 
 def iter_chunks(text: str, size: int = CHUNK_CHARS) -> Iterator[str]:
     """Consecutive pieces of ``text`` of about ``size`` characters, each ending at a newline."""
-    start, n = 0, len(text)
-    while start < n:
+    start, n_chars = 0, len(text)
+    while start < n_chars:
         end = start + size
-        if end >= n:
-            end = n
+        if end >= n_chars:
+            end = n_chars
         else:
             nl = text.find("\n", end - 1)
-            end = n if nl == -1 else nl + 1
+            end = n_chars if nl == -1 else nl + 1
         yield text[start:end]
         start = end
 
@@ -105,7 +105,7 @@ class Tokenizer(ABC):
         """Ids of ``text`` as a 1-D int64 array (the fast path used for whole corpora)."""
 
     @abstractmethod
-    def id_to_piece(self, i: int) -> str: ...
+    def id_to_piece(self, token_id: int) -> str: ...
 
     @abstractmethod
     def decode(self, ids: Iterable[int]) -> str:
@@ -122,11 +122,11 @@ class Tokenizer(ABC):
 
     def save(self, directory: str | Path) -> None:
         """Write ``tokenizer.json`` (kind, vocab size, char/word vocab) and SP's ``spm.model``."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
         meta = {"format": _FORMAT, "kind": self.kind, "vocab_size": self.vocab_size}
-        meta.update(self._save(d))
-        (d / "tokenizer.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        meta.update(self._save(folder))
+        (folder / "tokenizer.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, vocab_size={self.vocab_size})"
@@ -149,16 +149,16 @@ class _VocabTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return len(self.itos)
 
-    def id_to_piece(self, i: int) -> str:
-        return self.itos[i]
+    def id_to_piece(self, token_id: int) -> str:
+        return self.itos[token_id]
 
     def _pieces(self, ids: Iterable[int]) -> list[str]:
         out = []
-        for i in _ids(ids):
-            if i == UNK:
+        for token_id in _ids(ids):
+            if token_id == UNK:
                 out.append(UNK_SURFACE)
-            elif i >= N_SPECIAL:
-                out.append(self.itos[i])
+            elif token_id >= N_SPECIAL:
+                out.append(self.itos[token_id])
         return out
 
     def _save(self, directory: Path) -> dict[str, Any]:
@@ -234,8 +234,8 @@ class SentencePieceTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return self.sp.get_piece_size()
 
-    def id_to_piece(self, i: int) -> str:
-        return self.sp.id_to_piece(i)
+    def id_to_piece(self, token_id: int) -> str:
+        return self.sp.id_to_piece(token_id)
 
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text)
@@ -260,19 +260,19 @@ class SentencePieceTokenizer(Tokenizer):
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
     """Load a tokenizer written by :meth:`Tokenizer.save`."""
-    d = Path(directory)
-    meta = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
+    folder = Path(directory)
+    meta = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     kind = meta["kind"]
     if kind == "char":
         tok: Tokenizer = CharTokenizer(meta["pieces"])
     elif kind == "word":
         tok = WordTokenizer(meta["pieces"], pretokenized=meta.get("pretokenized", False))
     elif kind in ("bpe", "unigram"):
-        tok = SentencePieceTokenizer(kind, (d / meta["model_file"]).read_bytes())
+        tok = SentencePieceTokenizer(kind, (folder / meta["model_file"]).read_bytes())
     else:
-        raise ValueError(f"{d}: unknown tokenizer kind {kind!r}")
+        raise ValueError(f"{folder}: unknown tokenizer kind {kind!r}")
     if tok.vocab_size != meta["vocab_size"]:
-        raise ValueError(f"{d}: vocab size {tok.vocab_size} != recorded {meta['vocab_size']}")
+        raise ValueError(f"{folder}: vocab size {tok.vocab_size} != recorded {meta['vocab_size']}")
     return tok
 
 
@@ -304,9 +304,9 @@ def _train_char(texts: Iterable[str], vocab_size: int | None) -> CharTokenizer:
     for text in texts:
         for chunk in iter_chunks(text):
             codes = np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-            u, c = np.unique(codes, return_counts=True)
-            for k, v in zip(u.tolist(), c.tolist(), strict=True):
-                counts[k] = counts.get(k, 0) + v
+            code_points, code_counts = np.unique(codes, return_counts=True)
+            for code, count in zip(code_points.tolist(), code_counts.tolist(), strict=True):
+                counts[code] = counts.get(code, 0) + count
     check_vocab_size(vocab_size, len(counts), "characters")
     return CharTokenizer(_top({chr(k): v for k, v in counts.items()}, vocab_size))
 
@@ -363,23 +363,23 @@ def _train_sentencepiece(kind: str, texts: list[str], vocab_size: int) -> Senten
             num_threads=_UNIGRAM_TRAIN_THREADS if kind == "unigram" else _cpu_count(),
             minloglevel=2,
         )
-    except RuntimeError as e:
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
-        m = re.search(
+    except RuntimeError as error:
+        msg = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+        match = re.search(
             r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", msg
         )
-        if m:
+        if match:
             raise SpecError(
                 "data.vocab_size",
                 f"{vocab_size} is too large for {kind}: the train split supports at most "
-                f"{m.group(2)} pieces; lower data.vocab_size",
+                f"{match.group(2)} pieces; lower data.vocab_size",
             ) from None
-        m = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", msg)
-        if m:
+        match = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", msg)
+        if match:
             raise SpecError(
                 "data.vocab_size",
-                f"{vocab_size} is too small for {kind}: the train split has {m.group(2)} distinct "
-                f"characters; use at least {int(m.group(2)) + N_SPECIAL + 1}",
+                f"{vocab_size} is too small for {kind}: the train split has {match.group(2)} distinct "
+                f"characters; use at least {int(match.group(2)) + N_SPECIAL + 1}",
             ) from None
         raise SpecError(
             "data.vocab_size", f"sentencepiece could not train a {kind} model: {msg}"
