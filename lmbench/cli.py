@@ -431,6 +431,37 @@ def report(
 
 @app.command()
 @user_errors
+def status(
+    experiment: Annotated[str, typer.Argument(help="Experiment (the spec's name or tracking.experiment).")],
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until the experiment is finished (Ctrl-C stops).")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="--watch: seconds between refreshes.")] = 5.0,
+    storage: StorageOpt = None,
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Where an experiment stands: trials per model, running trials (host, pid, device, heartbeat),
+    final seed runs and an ETA, read from its studies and MLflow store."""
+    import time
+
+    from rich.console import Console
+
+    from lmbench.experiments.status import experiment_status
+    from lmbench.report.terminal import print_status
+
+    while True:
+        current = experiment_status(experiment, storage=storage, tracking_uri=tracking_uri)
+        if watch:
+            Console().clear()
+        print_status(current)
+        if not watch or current.finished:
+            return
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return
+
+
+@app.command()
+@user_errors
 def ui(
     port: Annotated[int, typer.Option("--port", help="Port of the MLflow UI.")] = 5000,
     host: Annotated[str, typer.Option("--host", help="Address to bind (default loopback; others warn).")] = "127.0.0.1",

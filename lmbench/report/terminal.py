@@ -64,3 +64,43 @@ def print_models() -> None:
         for table in tables:
             table.title_justify = "left"
         print_tables(tables)
+
+
+def print_status(status) -> None:
+    """``lmbench status``: per model trials and seeds, the running trials, an ETA
+    (``status``: :class:`lmbench.experiments.status.ExperimentStatus`)."""
+    width = Console().width
+    state = "finished" if status.finished else "in progress"
+    rows = []
+    for m in status.models:
+        c = m.counts
+        running = str(c.get("running", 0)) + (f" +{c['waiting']} queued" if c.get("waiting") else "")
+        rows.append([m.model, f"{c.get('done', 0)}/{m.total}" if m.total else "–",
+                     *[str(c.get(k, 0)) for k in ("complete", "pruned", "failed")], running,
+                     f"{m.best:.4f}" if m.best is not None else "–",
+                     f"{m.seeds_done}/{m.seeds_total}" if m.seeds_total else "–"])
+    heads = [Column("trials", "right"), Column("complete", "right"), Column("pruned", "right"),
+             Column("failed", "right"), Column("running", "right"), Column("best", "right"),
+             Column("seeds", "right")]
+    title = f"{status.name}: {state} (trials: counted/total; best: lowest val_loss; seeds: final runs)"
+    print_tables(fit_tables(title, [Column("model")], heads, rows, width))
+    if status.running:
+        live = [[r.model, r.number, r.host, r.pid, r.device,
+                 f"{r.heartbeat_age:.0f} s ago" if r.heartbeat_age is not None else "–"] for r in status.running]
+        heads = [Column("trial", "right"), Column("host"), Column("pid", "right"), Column("device"),
+                 Column("heartbeat", "right")]
+        print_tables(fit_tables("running trials", [Column("model")], heads, live, width))
+    for note in status.notes:
+        print(f"note: {note}")
+    if not status.finished:
+        eta = status.eta_seconds()
+        print(f"ETA: {_duration(eta)} ({status.workers} worker(s) on the trials)" if eta is not None
+              else "ETA: unknown until a trial has finished")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"~{seconds:.0f} s"
+    if seconds < 5400:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
