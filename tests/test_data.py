@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import need
 
 import lmbench.data.prepare as prepare_mod
 import lmbench.data.sources as sources_mod
@@ -27,6 +28,7 @@ from lmbench.data import (
     prepare_data,
 )
 from lmbench.data.batching import (
+    RandomTextBatcher,
     RecordSplit,
     TextBatcher,
     record_eval_batches,
@@ -57,8 +59,7 @@ def _isolated(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny(tmp_path) -> Path:
     """tinyshakespeare pre-seeded in $LMBENCH_DATA_DIR."""
-    if not TINY.is_file():
-        pytest.skip(f"shared tinyshakespeare copy not found at {TINY}")
+    need(TINY.is_file(), f"shared tinyshakespeare copy not found at {TINY}")
     dest = tmp_path / "datasets" / "tinyshakespeare" / "input.txt"
     dest.parent.mkdir(parents=True)
     shutil.copy(TINY, dest)
@@ -328,6 +329,27 @@ def test_text_batcher_on_memmap_and_short_split(tmp_path):
         assert torch.equal(bt.y, bt.x + 1) and int(bt.y.max()) < 100
     tiny = TextBatcher(np.arange(5), batch_size=8, seq_len=64, seed=0)
     assert tiny.batch(3).x.shape == (1, 4)
+
+
+def test_random_batcher_is_a_pure_function_of_seed_and_step(tmp_path):
+    """nanoGPT's get_batch: windows at uniform offsets in [0, n - T), drawn from (seed, k) only."""
+    n, b, t = 5_000, 6, 16
+    np.save(tmp_path / "a.npy", np.arange(n, dtype=np.uint16))
+    tokens = np.load(tmp_path / "a.npy", mmap_mode="r")
+    bat = RandomTextBatcher(tokens, b, t, seed=3)
+    batches = [bat.batch(k) for k in range(200)]
+    again = RandomTextBatcher(tokens, b, t, seed=3)
+    for k in (199, 0, 57):  # any order, a fresh object: the same batch, bit for bit
+        assert torch.equal(again.batch(k).x, batches[k].x) and torch.equal(again.batch(k).y, batches[k].y)
+    assert not torch.equal(RandomTextBatcher(tokens, b, t, seed=4).batch(0).x, batches[0].x)
+    starts = torch.cat([bt.x[:, 0] for bt in batches])
+    for bt in batches:
+        assert bt.x.shape == (b, t) and bt.n_tokens == b * t and not bt.carry
+        assert torch.equal(bt.y, bt.x + 1)  # contiguous windows, targets shifted by one
+        assert torch.equal(bt.x, bt.x[:, :1] + torch.arange(t))
+    assert int(starts.min()) >= 0 and int(starts.max()) <= n - t - 1
+    assert starts.float().mean().item() == pytest.approx((n - t - 1) / 2, rel=0.1)  # uniform, not streams
+    assert RandomTextBatcher(np.arange(5), 8, 64, seed=0).batch(2).x.shape == (8, 4)  # short split
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    ValidationError,
-)
+from pydantic import BaseModel, ValidationError
 
 from lmbench.config.spec import OPTIMIZER_FIELDS, OPTIMIZER_KINDS, ExperimentSpec
 from lmbench.errors import SpecError
@@ -123,18 +121,35 @@ def check_model(spec: ExperimentSpec) -> None:
 
 
 def dump_raw(spec: ExperimentSpec) -> dict[str, Any]:
-    """The spec as plain data that ``build_spec`` accepts again (aliases such as ``float``)."""
-    return spec.model_dump(mode="json", by_alias=True)
+    """The spec as plain data that ``build_spec`` accepts again (aliases such as ``float``).
+
+    Only the values that were set (in the YAML, by an option, a recipe or a scaled budget) are
+    written, with every section present: a value left to its default stays so wherever the spec
+    travels (studies, worker processes, ``spec.yaml``, checkpoints), so an architecture's recipe
+    (:func:`lmbench.config.load.model_spec`) can still tell it from a value the user chose."""
+    raw = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    for name in ExperimentSpec.model_fields:
+        if isinstance(getattr(spec, name), BaseModel):
+            raw.setdefault(name, {})
+    return raw
+
+
+def is_set(section: BaseModel, name: str) -> bool:
+    """Whether ``name`` of a spec section was given (in the YAML, an option or a recipe), not defaulted."""
+    return name in section.model_fields_set
 
 
 def resolved_dict(spec: ExperimentSpec) -> dict[str, Any]:
-    """The spec as plain data, with the model config fully resolved (preset + overrides)."""
+    """The spec as plain data, with the model config fully resolved (preset + overrides) and the
+    batch order the architecture gets (``auto`` resolved)."""
     from dataclasses import asdict
 
-    from lmbench.models import resolve_config
+    from lmbench.data.batching import resolve_order
+    from lmbench.models import get_arch, resolve_config
 
     resolved = spec.model_dump(mode="json")
     resolved["model"]["config"] = asdict(resolve_config(spec.model.arch, spec.model.preset, spec.model.config))
+    resolved["data"]["order"] = resolve_order(spec.data.order, get_arch(spec.model.arch).stateful)
     return resolved
 
 

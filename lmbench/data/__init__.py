@@ -5,7 +5,14 @@ layout, :mod:`lmbench.data.batching` for the batch layouts and :mod:`lmbench.dat
 for the tokenizers. Importing this package does not import torch or sentencepiece.
 """
 
-from lmbench.data.batching import Batch, RecordBatcher, RecordSplit, TextBatcher
+from lmbench.data.batching import (
+    Batch,
+    RandomTextBatcher,
+    RecordBatcher,
+    RecordSplit,
+    TextBatcher,
+    resolve_order,
+)
 from lmbench.data.prepare import PreparedData, cache_root, corpus_stats, fingerprint, prepare_data
 from lmbench.data.sources import (
     DATASETS,
@@ -37,6 +44,7 @@ __all__ = [
     "Corpus",
     "DatasetInfo",
     "PreparedData",
+    "RandomTextBatcher",
     "RecordBatcher",
     "RecordSplit",
     "TextBatcher",
@@ -51,5 +59,6 @@ __all__ = [
     "load_tokenizer",
     "prepare_data",
     "register_dataset",
+    "resolve_order",
     "train_tokenizer",
 ]

@@ -8,6 +8,10 @@ Text (a 1-D token array, usually a read-only memmap):
   keep their hidden state. Each epoch starts at an offset in ``[0, seq_len)`` drawn from
   ``(seed, epoch)``; its first batch has ``carry=False``. ``batch(k)`` is a pure function of
   ``k``, so resuming at step ``k`` is just calling ``batch(k)``.
+* **train, random order** (:class:`RandomTextBatcher`, ``data.order: random``) - nanoGPT's
+  ``get_batch``: each row is a window at an offset drawn uniformly from ``[0, n - seq_len)``, the
+  offsets of batch ``k`` from ``(seed, k)`` alone, so ``batch(k)`` is pure in ``k`` too (resuming at
+  step ``k`` is exact); ``carry`` is always False. Which order a run gets is :func:`resolve_order`.
 * **eval** - the targets ``tokens[1:]`` are cut into ``B`` contiguous chunks, each predicted from
   the token before it, so every token except the split's first is a target exactly once and the
   number of targets is ``n_tokens - 1`` whatever the batch shape. Windows of the chunks follow
@@ -119,6 +123,54 @@ class TextBatcher:
         while True:
             yield self.batch(k)
             k += 1
+
+
+class RandomTextBatcher:
+    """Train batches of windows at uniformly random offsets (nanoGPT's ``get_batch``).
+
+    Row ``i`` of batch ``k`` is ``tokens[o : o + seq_len + 1]`` with ``o`` the ``i``-th offset drawn
+    by ``default_rng([seed, k])`` from ``[0, n - seq_len)``: a pure function of ``(seed, k)``. A
+    window never continues another (``carry=False``), so stateful models start every row afresh.
+    ``batches_per_epoch`` is how many batches hold as many tokens as the split (for reports only).
+    """
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int):
+        n = len(tokens)
+        if n < 2:
+            raise ValueError(f"the train split has {n} tokens; need at least 2")
+        if batch_size < 1 or seq_len < 1:
+            raise ValueError("batch_size and seq_len must be >= 1")
+        self.tokens, self.seed = tokens, seed
+        self.seq_len = min(seq_len, n - 1)
+        self.batch_size = batch_size  # windows may overlap: a short split needs no fewer rows
+        self.batches_per_epoch = max(1, (n - 1) // (batch_size * self.seq_len))
+        self._cols = np.arange(self.seq_len + 1)
+
+    def batch(self, k: int) -> Batch:
+        starts = np.random.default_rng([self.seed, k]).integers(0, len(self.tokens) - self.seq_len,
+                                                                size=self.batch_size)
+        window = self.tokens[starts[:, None] + self._cols]  # (B, T+1)
+        return _batch(window[:, :-1], window[:, 1:], False, self.batch_size * self.seq_len)
+
+    def __iter__(self) -> Iterator[Batch]:
+        k = 0
+        while True:
+            yield self.batch(k)
+            k += 1
+
+
+ORDERS = ("stream", "random")
+
+
+def resolve_order(order: str, stateful: bool) -> str:
+    """``data.order``: ``auto`` is ``stream`` for an architecture that carries state from batch to
+    batch (truncated BPTT needs contiguous streams) and ``random`` for the others (nanoGPT's order:
+    more varied batches than the few streams of a contiguous layout)."""
+    if order == "auto":
+        return "stream" if stateful else "random"
+    if order not in ORDERS:
+        raise ValueError(f"unknown batch order {order!r} (choose from auto, {', '.join(ORDERS)})")
+    return order
 
 
 def text_n_targets(n_tokens: int, max_tokens: int | None = None) -> int:

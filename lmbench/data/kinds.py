@@ -6,7 +6,8 @@ and evaluation, which (prompt, reference) pairs BLEU generates from, how a user'
 to a model trained on it, and whether bits per character can be reported.
 
 * **Text**: a split is a 1-D array of token ids. Every token but the first is a target; training
-  batches are contiguous streams (:class:`~lmbench.data.batching.TextBatcher`).
+  batches are contiguous streams (:class:`~lmbench.data.batching.TextBatcher`) or windows at random
+  offsets (:class:`~lmbench.data.batching.RandomTextBatcher`), as ``data.order`` resolves.
 * **Records**: ``[BOS] prompt [EOS] completion [EOS]`` rows (:class:`~lmbench.data.batching.RecordSplit`),
   scored on the completion and its final EOS; BLEU is on by default.
 """
@@ -23,6 +24,7 @@ import numpy as np
 
 from lmbench.data.batching import (
     Batch,
+    RandomTextBatcher,
     RecordBatcher,
     RecordSplit,
     TextBatcher,
@@ -74,8 +76,10 @@ class TextKind:
     def n_targets(self, data: np.ndarray, seq_len: int, max_tokens: int | None) -> int:
         return text_n_targets(len(data), max_tokens)
 
-    def train_batches(self, data: np.ndarray, batch_size: int, seq_len: int, seed: int) -> TextBatcher:
-        batcher = TextBatcher(data, batch_size, seq_len, seed)
+    def train_batches(self, data: np.ndarray, batch_size: int, seq_len: int, seed: int,
+                      order: str = "stream") -> TextBatcher | RandomTextBatcher:
+        """Contiguous streams (``stream``) or windows at random offsets (``random``)."""
+        batcher = {"stream": TextBatcher, "random": RandomTextBatcher}[order](data, batch_size, seq_len, seed)
         if (batcher.batch_size, batcher.seq_len) != (batch_size, seq_len):
             log.warning("train split (%d tokens) is short: batching %d streams x %d tokens instead of %d x %d",
                         len(data), batcher.batch_size, batcher.seq_len, batch_size, seq_len)
@@ -155,7 +159,9 @@ class RecordKind:
         count = record_eval_count(data, seq_len, max_tokens)
         return int(data.n_targets(seq_len)[:count].sum())
 
-    def train_batches(self, data: RecordSplit, batch_size: int, seq_len: int, seed: int) -> RecordBatcher:
+    def train_batches(self, data: RecordSplit, batch_size: int, seq_len: int, seed: int,
+                      order: str = "stream") -> RecordBatcher:
+        """Whole records, shuffled per epoch whatever ``order`` says (a record has no stream to cut)."""
         return RecordBatcher(data, batch_size, seq_len, seed)
 
     def truncated(self, data: RecordSplit, seq_len: int) -> int:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lmbench.data.batching import Batch, RecordBatcher, TextBatcher
+from lmbench.data.batching import Batch, RandomTextBatcher, RecordBatcher, TextBatcher
 from lmbench.data.kinds import KINDS, Pairs, RecordKind, TextKind
 from lmbench.data.sources import SPLITS, Corpus, load_corpus, source_identity, source_label
 from lmbench.data.tokenizers import (
@@ -120,10 +120,14 @@ class PreparedData:
             log.warning("%d of %d %s records are longer than seq_len+1=%d tokens and are truncated",
                         n, len(self.splits[split]), split, seq_len + 1)
 
-    def train_batches(self, batch_size: int, seq_len: int, seed: int) -> TextBatcher | RecordBatcher:
-        """A batcher over the train split: ``.batch(k)`` (pure in k), ``.batches_per_epoch``."""
+    def train_batches(self, batch_size: int, seq_len: int, seed: int,
+                      order: str = "stream") -> TextBatcher | RandomTextBatcher | RecordBatcher:
+        """A batcher over the train split: ``.batch(k)`` (pure in k), ``.batches_per_epoch``.
+
+        ``order``: ``stream`` or ``random`` (resolved by the caller, see
+        :func:`~lmbench.data.batching.resolve_order`); records ignore it."""
         self._warn_truncation("train", seq_len)
-        return self.kind_of.train_batches(self.splits["train"], batch_size, seq_len, seed)
+        return self.kind_of.train_batches(self.splits["train"], batch_size, seq_len, seed, order)
 
     def eval_batches(
         self, split: str, batch_size: int, seq_len: int, max_tokens: int | None = None

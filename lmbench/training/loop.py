@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from lmbench.config import ExperimentSpec, TrainSpec, dump_raw
+from lmbench.data import resolve_order
 from lmbench.generation.bleu import bleu_enabled, bleu_eval
 from lmbench.models import build_model
 from lmbench.training import checkpoint
@@ -132,7 +133,8 @@ class Trainer:
         self.opt = make_optimizer(self.model, t, self.rt.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.rt.amp_dtype == torch.float16)
         self.schedule = Schedule(t.schedule, t.lr)
-        self.batcher = data.train_batches(t.batch_size, spec.data.seq_len, t.seed)
+        self.order = resolve_order(spec.data.order, self.model.stateful)
+        self.batcher = data.train_batches(t.batch_size, spec.data.seq_len, t.seed, self.order)
         self.loop = LoopState()
         self.carry = None  # hidden state carried between contiguous batches
         self.last_lr = t.lr
@@ -145,7 +147,7 @@ class Trainer:
             "loop": asdict(self.loop), "optimizer": self.opt.state_dict(),
             "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": rng_state(), "carry": self.model.detach_state(self.carry),
-            "spec": dump_raw(self.spec), "run_id": self.run_id,
+            "spec": dump_raw(self.spec), "run_id": self.run_id, "order": self.order,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -156,6 +158,12 @@ class Trainer:
         set_rng_state(state["rng"])
         carry = state["carry"]
         self.carry = None if carry is None else _map_tensors(carry, lambda t: t.to(self.rt.device))
+        # checkpoints from before data.order trained on streams: a resumed run keeps its order
+        order = state.get("order", "stream")
+        if order != self.order:
+            t = self.spec.train
+            self.order = order
+            self.batcher = self.data.train_batches(t.batch_size, self.spec.data.seq_len, t.seed, order)
 
     def save(self, tag: str) -> Path:
         return checkpoint.save(self.ckpt_root, tag, self.model, self.state_dict(), self.loop.step,

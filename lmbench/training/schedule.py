@@ -27,6 +27,8 @@ class Schedule:
     def lr(self, step: int, frac: float) -> float:
         spec = self.spec
         warm = min(1.0, (step + 1) / spec.warmup_steps) if spec.warmup_steps else 1.0
+        if spec.warmup_fraction:  # in budget units, so a recipe's warmup fits every budget
+            warm = min(warm, frac / spec.warmup_fraction)
         if spec.kind == "cosine":
             frac = min(max(frac, 0.0), 1.0)
             shape = spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
@@ -37,10 +39,13 @@ class Schedule:
         return self.base_lr * warm * shape * self.scale
 
     def on_eval(self, val_loss: float) -> None:
-        """Plateau: multiply the lr by ``factor`` after ``patience`` evaluations without progress."""
+        """Plateau: multiply the lr by ``factor`` after ``patience`` evaluations without progress
+        (an improvement of more than ``threshold`` relative to the best so far). With patience 0
+        and threshold 0 this is the classic word-LM anneal: divide by 1/factor whenever the
+        validation loss does not improve."""
         if self.spec.kind != "plateau":
             return
-        if val_loss < self.best - 1e-4 * abs(self.best if math.isfinite(self.best) else 0):
+        if val_loss < self.best - self.spec.threshold * abs(self.best if math.isfinite(self.best) else 0):
             self.best, self.bad = val_loss, 0
         else:
             self.bad += 1
