@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import optuna
@@ -225,6 +226,8 @@ def test_two_workers_complete_the_total(isolated):
     (root,) = kinds["tune"]
     trials = kinds["trial"]
     assert len(trials) == 4 and all(t.data.tags["mlflow.parentRunId"] == root.info.run_id for t in trials)
+    pids = {t.data.tags["lmbench.worker_pid"] for t in trials}
+    assert len(pids) == 2 and str(os.getpid()) not in pids, "two spawned worker processes ran the trials"
 
 
 @pytest.mark.parametrize(("args", "where"), [

@@ -195,18 +195,24 @@ def test_tracking_server_outage_leaves_no_gap_in_metrics(tmp_path, isolated, mon
 
 
 def test_storage_urls_that_cannot_be_reached_are_retried_then_reported(isolated):
-    """with_retries retries transient storage errors with backoff and re-raises the last one."""
+    """with_retries retries real storage errors (a PostgreSQL port nothing listens on) with
+    growing backoff, succeeds once the storage answers, and re-raises the last error."""
+    import sqlalchemy
+    import sqlalchemy.exc
+
     from lmbench.tuning.storage import with_retries
 
+    dead = sqlalchemy.create_engine("postgresql://lmbench@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    alive = sqlalchemy.create_engine(f"sqlite:///{isolated / 'up.db'}")
     calls = []
 
-    def flaky():
+    def connect():
         calls.append(time.monotonic())
-        if len(calls) < 3:
-            raise optuna.exceptions.StorageInternalError("connection refused")
-        return "ok"
+        engine = dead if len(calls) < 3 else alive  # the storage comes back on the third try
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text("SELECT 1")).scalar()
 
-    assert with_retries(flaky, "test") == "ok" and len(calls) == 3
+    assert with_retries(connect, "test") == 1 and len(calls) == 3
     assert calls[2] - calls[1] >= 1.9 * (calls[1] - calls[0]) - 0.05  # backoff grows
-    with pytest.raises(optuna.exceptions.StorageInternalError):
-        with_retries(lambda: (_ for _ in ()).throw(optuna.exceptions.StorageInternalError("down")), "test", attempts=2)
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        with_retries(lambda: dead.connect(), "test", attempts=2)

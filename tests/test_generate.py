@@ -241,6 +241,12 @@ def test_cli_generate_from_a_run_and_from_a_checkpoint(isolated):
     assert by_run.exit_code == 0, by_run.output
     by_path = _cli("generate", f"checkpoints/{rid}", "--prompt", "reverse: alpha bravo charlie")
     assert by_path.exit_code == 0 and by_path.output == by_run.output  # the same best weights
+    from lmbench.generation.decoding import settings
+    from lmbench.training.loading import complete, load_model
+
+    (greedy,) = complete(load_model(rid, tracking_uri="sqlite:///mlflow.db"), "reverse: alpha bravo charlie",
+                         settings())
+    assert by_run.output.splitlines()[-1] == greedy  # what the CLI printed is the library's greedy decode
     samples = _cli("generate", rid, "-p", "sort: kilo alpha", "--strategy", "sample", "--num", "3", "--seed", "4",
                    "--top-p", "0.9", "--max-tokens", "5")
     assert samples.exit_code == 0 and [ln[:4] for ln in samples.output.splitlines()[-3:]] == ["[1] ", "[2] ", "[3] "]

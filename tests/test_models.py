@@ -214,8 +214,15 @@ def test_detach_state(arch):
         assert not d.requires_grad and d.shape == s.shape
         assert torch.equal(d, s)
     # truncated BPTT: the next step's graph does not reach back into the previous one
+    for s in orig:
+        s.retain_grad()
     logits, _ = model(_batch(2, 8, seed=3), detached)
     logits.sum().backward()
+    assert all(s.grad is None for s in orig), "gradients flowed into the carried state"
+    # the control: without detaching, they do
+    logits, _ = model(_batch(2, 8, seed=3), state)
+    logits.sum().backward()
+    assert all(s.grad is not None for s in orig)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

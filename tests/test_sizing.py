@@ -27,8 +27,20 @@ def _fields(arch: str) -> set[str]:
 
 
 def _real_counts(arch: str, overrides: dict, preset: str = "default") -> dict[str, int]:
+    """Counted here, not by ``num_params()``: every distinct tensor of a real model once (tied
+    weights share storage); embedding = the tensors with a vocabulary-sized dimension (token
+    table, output head and its bias) and the position tables."""
     torch.manual_seed(0)
-    return build_model(arch, V, preset, overrides).num_params()
+    model = build_model(arch, V, preset, overrides)
+    seen, total, embedding = set(), 0, 0
+    for name, tensor in model.named_parameters(remove_duplicate=False):
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        total += tensor.numel()
+        if V in tensor.shape or "pos_emb" in name:
+            embedding += tensor.numel()
+    return {"embedding": embedding, "non_embedding": total - embedding, "total": total}
 
 
 def _check(arch, preset, overrides, target, tolerance=0.05):
