@@ -26,9 +26,9 @@ def _parts(err: dict[str, Any]) -> tuple[list[str], str | None]:
     Pydantic puts the tag of a discriminated union in the path (``train.optimizer.sgd.momentum``);
     the user wrote ``train.optimizer.momentum``, so the tag is taken out and returned apart."""
     parts = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
-    for i in range(1, len(parts)):
-        if parts[i - 1] == "optimizer" and parts[i] in OPTIMIZER_KINDS:
-            return parts[:i] + parts[i + 1:], parts[i]
+    for index in range(1, len(parts)):
+        if parts[index - 1] == "optimizer" and parts[index] in OPTIMIZER_KINDS:
+            return parts[:index] + parts[index + 1:], parts[index]
     return parts, None
 
 

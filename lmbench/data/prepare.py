@@ -115,10 +115,10 @@ class PreparedData:
         if (split, seq_len) in self._warned:
             return
         self._warned.add((split, seq_len))
-        n = self.kind_of.truncated(self.splits[split], seq_len)
-        if n:
+        n_truncated = self.kind_of.truncated(self.splits[split], seq_len)
+        if n_truncated:
             log.warning("%d of %d %s records are longer than seq_len+1=%d tokens and are truncated",
-                        n, len(self.splits[split]), split, seq_len + 1)
+                        n_truncated, len(self.splits[split]), split, seq_len + 1)
 
     def train_batches(self, batch_size: int, seq_len: int, seed: int,
                       order: str = "stream") -> TextBatcher | RandomTextBatcher | RecordBatcher:
@@ -183,8 +183,8 @@ def prepare_data(
             data = _load(path, spec)
             say(f"using cached tokens {path}")
             return data
-        except Exception as e:  # a damaged cache is rebuilt, never trusted
-            log.warning("cache %s is unreadable (%s); rebuilding it", path, e)
+        except Exception as error:  # a damaged cache is rebuilt, never trusted
+            log.warning("cache %s is unreadable (%s); rebuilding it", path, error)
             shutil.rmtree(path, ignore_errors=True)
     elif path.exists():  # not ours (we only ever rename complete folders into place)
         shutil.rmtree(path, ignore_errors=True)
