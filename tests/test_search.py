@@ -16,7 +16,12 @@ def _spec(sampler: str = "tpe", trials: int = 9, **extra: str):
     return build_spec({}, overrides)
 
 
-def _one_trial(spec, storage, value_of=lambda p: p["lr"]) -> dict:
+def _lr(params: dict) -> float:
+    """The trial's learning rate: ``lr``, or ``lr_<optimizer>`` when several optimizers are searched."""
+    return params["lr"] if "lr" in params else params[f"lr_{params['optimizer']}"]
+
+
+def _one_trial(spec, storage, value_of=_lr) -> dict:
     """Open the study afresh (as a new process or a re-run would), ask, suggest, tell."""
     study = open_study(spec, "gru", storage)
     trial = study.ask()
@@ -35,7 +40,7 @@ def test_start_up_draws_are_not_replayed_by_new_processes(sampler):
     spec = _spec(sampler)
     storage = open_storage(None, spec.experiment_name)
     drawn = [_one_trial(spec, storage) for _ in range(4)]
-    lrs = [p["lr"] for p in drawn]
+    lrs = [_lr(p) for p in drawn]
     assert len(set(lrs)) == len(lrs), lrs
 
 

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from lmbench.errors import SpecError
+from lmbench.models.recipes import DEFAULT as DEFAULT_RECIPE
+from lmbench.models.recipes import Recipe
 
 PRESETS = ("small", "default", "large")
 
@@ -284,6 +286,7 @@ class ArchInfo:
     stateful: bool
     sizing: Sizing | None  # None: the architecture cannot be sized to a parameter budget
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recipe: Recipe = DEFAULT_RECIPE  # how it is trained and tuned unless the spec says otherwise
 
 
 _REGISTRY: dict[str, ArchInfo] = {}
@@ -299,6 +302,7 @@ def register(
     description: str,
     sizing: Sizing | None = None,
     search_space: dict[str, dict[str, Any]] | None = None,
+    recipe: Recipe | None = None,
 ) -> Callable[[M], M]:
     """Class decorator: register a :class:`LanguageModel` subclass under ``name``.
 
@@ -306,7 +310,11 @@ def register(
     defaults. ``search_space`` is the default Optuna space for the model config: a mapping
     ``param -> {"type": "int", "low", "high"[, "step"]} | {"type": "float", "low", "high"[, "log"]}
     | {"type": "categorical", "choices": [...]}``. ``sizing`` names the width and depth fields
-    (and those that follow the width) for parameter matching. ``stateful`` comes from the class.
+    (and those that follow the width) for parameter matching. ``recipe``
+    (:class:`~lmbench.models.recipes.Recipe`) is its default training recipe and the search ranges
+    of its training settings (default: lmbench's general AdamW recipe). ``stateful`` comes from the
+    class: it decides the batch order ``data.order: auto`` gives the architecture (stateful models
+    get contiguous streams, the others random windows).
     """
     if not (isinstance(config, type) and issubclass(config, ModelConfig)):
         raise TypeError(f"{name}: config must be a ModelConfig dataclass")
@@ -337,6 +345,7 @@ def register(
             stateful=bool(cls.stateful),
             sizing=sizing,
             search_space=dict(search_space or {}),
+            recipe=recipe or DEFAULT_RECIPE,
         )
         return cls
 
@@ -426,6 +435,7 @@ def describe_archs() -> list[dict[str, Any]]:
                 "fields": fields,
                 "presets": {k: dict(v) for k, v in info.presets.items()},
                 "search_space": {k: dict(v) for k, v in info.search_space.items()},
+                "recipe": info.recipe.describe(),
             }
         )
     return out

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.models.base import LanguageModel, ModelConfig, Sizing, State, param, register
+from lmbench.models.recipes import ATTENTION
 from lmbench.models.transformer import ATTENTION_PRESETS, ATTENTION_SPACE
 
 POSITIONS = ("learned", "sinusoidal", "rope")
@@ -212,6 +213,7 @@ class Block(nn.Module):
     description="GPT-2 style pre-LN decoder, SDPA causal attention, learned/sinusoidal/rope "
     "positions, tied embeddings",
     search_space=_SPACE,
+    recipe=ATTENTION,
 )
 class GPT(LanguageModel):
     attention_layers = True

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lmbench.models.base import LanguageModel, ModelConfig, Sizing, State, param, register
+from lmbench.models.recipes import RECURRENT
 
 
 @dataclass
@@ -134,7 +135,7 @@ _SIZING = Sizing(follows_width=("d_embed",))
 
 @register(
     "rnn", config=RecurrentConfig, presets=_PRESETS, description=_DESC["rnn"], search_space=_SPACE,
-    sizing=_SIZING,
+    sizing=_SIZING, recipe=RECURRENT,
 )
 class RNNLM(RecurrentLM):
     cell = "rnn"
@@ -142,7 +143,7 @@ class RNNLM(RecurrentLM):
 
 @register(
     "lstm", config=RecurrentConfig, presets=_PRESETS, description=_DESC["lstm"], search_space=_SPACE,
-    sizing=_SIZING,
+    sizing=_SIZING, recipe=RECURRENT,
 )
 class LSTMLM(RecurrentLM):
     cell = "lstm"
@@ -150,7 +151,7 @@ class LSTMLM(RecurrentLM):
 
 @register(
     "gru", config=RecurrentConfig, presets=_PRESETS, description=_DESC["gru"], search_space=_SPACE,
-    sizing=_SIZING,
+    sizing=_SIZING, recipe=RECURRENT,
 )
 class GRULM(RecurrentLM):
     cell = "gru"

@@ -38,6 +38,7 @@ from torch import nn
 from lmbench.data.tokenizers import EOS  # the prompt/completion separator
 from lmbench.models.base import LanguageModel, Sizing, State, param, register
 from lmbench.models.gpt import MLP
+from lmbench.models.recipes import ATTENTION
 from lmbench.models.transformer import ATTENTION_PRESETS, ATTENTION_SPACE, TransformerConfig
 
 # the attention models' presets, but "small" with one encoder + one decoder layer: an encoder
@@ -140,6 +141,7 @@ def segment_masks(idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
     description="encoder-decoder Transformer (pre-LN): encodes the prompt, decodes the completion "
     "after the EOS separator",
     search_space=ATTENTION_SPACE,
+    recipe=ATTENTION,
 )
 class Seq2Seq(LanguageModel):
     attention_layers = True

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lmbench.models.base import LanguageModel, ModelConfig, Sizing, State, param, register
+from lmbench.models.recipes import ATTENTION
 
 
 @dataclass
@@ -52,6 +53,7 @@ ATTENTION_SPACE = {
     presets=ATTENTION_PRESETS,
     description="nn.TransformerEncoder (pre-LN) with a causal mask and learned positions",
     search_space=ATTENTION_SPACE,
+    recipe=ATTENTION,
 )
 class TransformerLM(LanguageModel):
     attention_layers = True

@@ -12,9 +12,13 @@ from lmbench.config import ExperimentSpec, grid_values
 
 
 def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Ask the trial for one value per dimension."""
-    out = {}
+    """Ask the trial for one value per dimension, define-by-run: a dimension with a ``when``
+    condition (e.g. ``lr_sgd`` when ``optimizer`` is ``sgd``) is sampled only when the values
+    sampled before it meet the condition, so a trial never holds a setting its optimizer lacks."""
+    out: dict[str, Any] = {}
     for name, d in space.items():
+        if any(out.get(key, _UNSET) not in values for key, values in d.get("when", {}).items()):
+            continue
         if d["type"] == "categorical":
             out[name] = trial.suggest_categorical(name, d["choices"])
         elif d["type"] == "int":
@@ -22,6 +26,9 @@ def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
         else:
             out[name] = trial.suggest_float(name, d["low"], d["high"], log=d.get("log", False), step=d.get("step"))
     return out
+
+
+_UNSET = object()  # a condition on a dimension that was not sampled is not met
 
 
 def make_sampler(spec: ExperimentSpec, space: dict[str, dict[str, Any]]):
