@@ -74,27 +74,33 @@ def cli_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def lmbench(*args: str, log: Path | None = None, group: bool = False) -> subprocess.Popen:
+def lmbench(*args: str, log: Path | None = None, group: bool = False,
+            env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start ``lmbench ARGS`` as its own process (its output in ``log``); ``group``: in a new
-    process group, so that everything it starts can be signalled at once."""
+    process group, so that everything it starts can be signalled at once; ``env``: added to its
+    environment (e.g. credentials)."""
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
     return subprocess.Popen([sys.executable, "-m", "lmbench.cli", *args], stdout=out, stderr=subprocess.STDOUT,
-                            env=cli_env(), start_new_session=group)
+                            env={**cli_env(), **(env or {})}, start_new_session=group)
 
 
 class MlflowServer:
-    """``lmbench server`` on a free loopback port, with a SQLite backend in ``root``; restartable."""
+    """``lmbench server`` on a free loopback port, with a SQLite backend in ``root``; restartable.
+    ``admin_password``: with ``--auth``, the admin's password given in the environment."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, admin_password: str | None = None):
         self.root, self.port = root, free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.admin_password = admin_password
 
     def start(self, timeout: float = 90.0) -> None:
-        self.proc = lmbench("server", "--port", str(self.port), "--workers", "1",
+        auth = ["--auth"] if self.admin_password else []
+        self.proc = lmbench("server", "--port", str(self.port), "--workers", "1", *auth,
                             "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
                             "--artifacts-destination", str(self.root / "server-artifacts"),
-                            log=self.root / f"server-{time.time():.0f}.log", group=True)
+                            log=self.root / f"server-{time.time():.0f}.log", group=True,
+                            env={"LMBENCH_ADMIN_PASSWORD": self.admin_password} if self.admin_password else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"mlflow server exited: {self.log()}"

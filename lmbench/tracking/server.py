@@ -69,6 +69,8 @@ def server_env(backend_store_uri: str, auth: Path | None = None, admin: str = "a
     if auth is not None:
         env.update({"MLFLOW_AUTH_CONFIG_PATH": str(auth_config(auth, admin)), "MLFLOW_AUTH_ADMIN_USERNAME": admin,
                     "MLFLOW_AUTH_ADMIN_PASSWORD": password or ""})
+        # the CSRF key of the UI's forms: one per start, shared by the server's processes
+        env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", os.urandom(32).hex())
     return env
 
 

@@ -1,0 +1,140 @@
+"""No secrets at rest, and a tracking server that asks who is there.
+
+A real PostgreSQL role with a password holds the studies; a real `lmbench server --auth` (MLflow's
+basic-auth app) holds the runs. A `compare --workers 0` driver is given both passwords in its
+URLs, a `lmbench worker` gets the storage URL on its command line and the tracking password from
+MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD; one trial fails; `lmbench report` runs. Then
+neither password is in any file under the working directory or the server's folder, nor in any
+table of the studies' database - only the redacted form ``user:***@`` is.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from _services import PG, TINY, MlflowServer, _pg_connect, lmbench, pg_url, stop_all  # noqa: F401
+
+from lmbench import secrets
+
+PG_PASSWORD = f"pg-{uuid.uuid4().hex}"
+ADMIN_PASSWORD = f"mlflow-{uuid.uuid4().hex}"
+# lr 3e38 makes the loss non-finite at once: with this sampler seed, trial 1 of the 3 fails
+FAILING = ["--set", "search.space.rnn.lr={categorical: [0.003, 3.0e+38]}", "--set", "search.seed=5"]
+
+
+@pytest.fixture
+def pg_role(pg_url):  # noqa: F811
+    """The test database owned by a new role with a password; its URL with the password."""
+    role = f"lmbench_{uuid.uuid4().hex[:10]}"
+    database = pg_url.rsplit("/", 1)[1]
+    admin = _pg_connect()
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{PG_PASSWORD}'")
+        cur.execute(f"ALTER DATABASE {database} OWNER TO {role}")
+    yield f"postgresql://{role}:{PG_PASSWORD}@{PG['host']}:{PG['port']}/{database}"
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        cur.execute(f"DROP ROLE IF EXISTS {role}")
+    admin.close()
+
+
+@pytest.fixture
+def auth_server(tmp_path):
+    server = MlflowServer(tmp_path / "server", admin_password=ADMIN_PASSWORD)
+    server.root.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+def get(url: str, user: str | None = None, password: str | None = None) -> int:
+    import base64
+
+    request = urllib.request.Request(url)
+    if user:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def leaks(folder: Path) -> list[str]:
+    """Files under ``folder`` that contain either password (as bytes, so pickles and SQLite too)."""
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [f"{path}: {name}" for name, pw in (("pg", PG_PASSWORD), ("mlflow", ADMIN_PASSWORD))
+                      if pw.encode() in data]
+    return found
+
+
+def database_leaks(url: str) -> list[str]:
+    """Tables of the studies' database whose contents (as text) contain either password."""
+    import psycopg
+
+    conn = psycopg.connect(secrets.reveal(url).replace("postgresql://", "postgresql://", 1))
+    found = []
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        tables = [row[0] for row in cur.fetchall()]
+        assert "trials" in tables and "study_user_attributes" in tables
+        for table in tables:
+            cur.execute(f'SELECT CAST(t AS text) FROM "{table}" t')  # noqa: S608 - names from the catalogue
+            text = "\n".join(row[0] for row in cur.fetchall())
+            found += [f"{table}: {name}" for name, pw in (("pg", PG_PASSWORD), ("mlflow", ADMIN_PASSWORD))
+                      if pw in text]
+    return found
+
+
+@pytest.mark.slow
+def test_no_password_at_rest_and_the_server_asks_who_is_there(pg_role, auth_server, isolated, tmp_path):
+    base = auth_server.uri
+    assert get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1") == 401  # who is there?
+    assert get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", "admin", ADMIN_PASSWORD) == 200
+    tracking = base.replace("http://", f"http://admin:{ADMIN_PASSWORD}@")
+    creds = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
+    driver = lmbench("compare", "--models", "rnn", "--trials", "3", "--seeds", "1", "--workers", "0",
+                     "--storage", pg_role, "--tracking-uri", tracking, "--set", "name=secret", *TINY, *FAILING,
+                     log=isolated / "driver.log")
+    worker = lmbench("worker", "--experiment", "secret", "--storage", pg_role, env=creds, log=isolated / "worker.log")
+    try:
+        assert driver.wait(timeout=400) == 0, (isolated / "driver.log").read_text()[-3000:]
+        assert worker.wait(timeout=60) == 0, (isolated / "worker.log").read_text()[-3000:]
+        report = lmbench("report", "secret", "--storage", pg_role, "--tracking-uri", tracking,
+                         log=isolated / "report.log")
+        assert report.wait(timeout=300) == 0, (isolated / "report.log").read_text()[-3000:]
+    finally:
+        stop_all([driver, worker])
+    assert (isolated / "reports" / "secret" / "index.html").is_file()
+    assert "trial 1 of secret/rnn failed: NonFiniteLoss" in (isolated / "worker.log").read_text()
+    check_runs(base, pg_role)
+    assert not leaks(isolated), leaks(isolated)
+    assert not leaks(auth_server.root), leaks(auth_server.root)
+    assert not database_leaks(pg_role), database_leaks(pg_role)
+
+
+def check_runs(base: str, storage_url: str) -> None:
+    """The worker's trials reached the server; every stored URL is the redacted one; one trial failed."""
+    from mlflow import MlflowClient
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        mp.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+        client = MlflowClient(base)
+        exp = client.get_experiment_by_name("secret")
+        runs = client.search_runs([exp.experiment_id], max_results=100)
+    trials = [r for r in runs if r.data.tags.get("lmbench.kind") == "trial"]
+    assert len(trials) >= 3 and any(r.info.status == "FAILED" for r in trials), [r.info.status for r in trials]
+    redacted = secrets.redact(storage_url)
+    assert "***@" in redacted
+    assert all(r.data.params["search.storage"] == redacted for r in trials), [r.data.params for r in trials]
+    assert all(json.dumps(r.data.params).count("***@") >= 1 for r in trials)
