@@ -239,6 +239,41 @@ def tune(
     typer.echo(f"best val loss {result['best_value']:.4f} with {result['best_params']}")
 
 
+@app.command()
+@user_errors
+def scale(
+    spec: SpecArg = None,
+    models_: ModelsOpt = None,
+    compute: Annotated[str | None, typer.Option("--compute", help="Compute budgets in training FLOPs, e.g. "
+                                                "1e12,3e12,1e13 (default: 2e10,6e10,2e11).")] = None,
+    sizes: Annotated[int | None, typer.Option("--sizes", help="Model sizes per budget (>= 3; default 4).")] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Runs per size and budget (default 2).")] = None,
+    ratio: Annotated[float | None, typer.Option("--ratio", help="Size ratio of neighbouring sizes (default 2).")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Hyperparameters from the best trials of this "
+                                              "experiment's studies (a compare); default: the spec's own.")] = None,
+    workers: WorkersOpt = None,
+    devices: DevicesOpt = None,
+    storage: StorageOpt = None,
+    data: DataOpt = None,
+    set_: SetOpt = None,
+    tracking_uri: UriOpt = None,
+    quick: QuickOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare architectures by how they scale with compute: IsoFLOP ladders of sizes per budget,
+    each run on the tokens that spend the budget exactly, then N*(C), L*(C) and crossovers."""
+    from lmbench.config import load_spec, options
+    from lmbench.experiments.scale import scale as run_scale
+    from lmbench.report.scaling_views import print_scale
+
+    _setup_logging(quiet)
+    extra = options.scale_overrides(quick, models_, compute, sizes=sizes, seeds=seeds, ratio=ratio,
+                                    **{"from": from_})
+    overrides = options.overrides(quick, [*extra, *(set_ or [])], data=data, tracking_uri=tracking_uri,
+                                  workers=workers, devices=devices, storage=storage)
+    print_scale(run_scale(load_spec(spec, overrides), quiet=quiet))
+
+
 @app.command("run")
 @user_errors
 def run_spec(
@@ -246,7 +281,7 @@ def run_spec(
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run whatever the spec's kind says (train | tune | compare | ablate) with the spec's settings."""
+    """Run whatever the spec's kind says (train | tune | compare | ablate | scale) with the spec's settings."""
     from lmbench import experiments
     from lmbench.config import load_spec
     from lmbench.report.terminal import print_results, print_run
@@ -258,6 +293,10 @@ def run_spec(
     elif s.kind == "tune":
         result = experiments.tune(s, s.model.arch, quiet=quiet)
         typer.echo(f"best val loss {result['best_value']:.4f} with {result['best_params']}")
+    elif s.kind == "scale":
+        from lmbench.report.scaling_views import print_scale
+
+        print_scale(experiments.scale(s, quiet=quiet))
     else:
         print_results(getattr(experiments, s.kind)(s, quiet=quiet), s.kind)
 

@@ -13,6 +13,8 @@ QUICK = [
     "model.preset=small", "train.budget={steps: 40}", "search.budget=null", "train.eval_interval=20",
     "train.eval_tokens=2000", "train.log_interval=5", "train.batch_size=8", "data.seq_len=32", "data.size=20000",
 ]
+# The scale --quick profile on top of QUICK: three tiny budgets, three sizes, two seeds (seconds each)
+SCALE_QUICK = ["scale.compute=[1.0e+9, 2.0e+9, 4.0e+9]", "scale.sizes=3", "scale.seeds=2"]
 # option name -> the spec key it sets
 OPTION_KEYS = {"model": "model.arch", "data": "data.source", "seed": "train.seed", "device": "train.device",
                "tracking_uri": "tracking.tracking_uri", "trials": "search.trials", "workers": "search.workers",
@@ -63,3 +65,17 @@ def ablate_overrides(params: list[str] | None, values: list[str] | None) -> list
             name, listed = params[0], text
         out.append(f"ablate.values.{name.strip()}=[{listed}]")
     return out
+
+
+def scale_overrides(quick: bool = False, models: str | None = None, compute: str | None = None,
+                    **values: Any) -> list[str]:
+    """``lmbench scale``'s options: kind=scale, the quick profile, ``--models`` and ``--compute``
+    as lists (``1e12,3e12``: numbers as written, checked by the spec), then the other values."""
+    out = ["kind=scale", *(SCALE_QUICK if quick else [])]
+    if models is not None:
+        out.append(f"scale.models={[m.strip() for m in models.split(',')] if models.strip() else []}")
+    if compute is not None:
+        listed = [c.strip() for c in compute.split(",")]
+        out.append(f"scale.compute=[{', '.join(json.dumps(c) for c in listed)}]" if compute.strip()
+                   else "scale.compute=[]")
+    return out + section_overrides("scale", **values)

@@ -158,6 +158,9 @@ def check_search(spec: ExperimentSpec) -> None:
         get_arch(name, where=f"compare.models.{index}")
     if spec.ablate.model:
         get_arch(spec.ablate.model, where="ablate.model")
+    for index, name in enumerate(spec.scale.models):
+        if get_arch(name, where=f"scale.models.{index}").sizing is None:
+            raise SpecError(f"scale.models.{index}", f"{name} declares no width/depth, so it cannot be sized")
     for model, params in spec.search.space.items():
         get_arch(model, where=f"search.space.{model}")
         for name, dist in params.items():

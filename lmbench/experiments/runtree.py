@@ -40,6 +40,11 @@ def root_key(spec: ExperimentSpec) -> str:
                          ("compare", "seeds"), ("compare", "models"), ("ablate", "seeds"), ("ablate", "params"),
                          ("ablate", "values"), ("tracking", "tracking_uri")):
         raw[section].pop(key, None)
+    if raw.get("kind") == "scale":  # more models, budgets or seeds continue the same sweep
+        for key in ("models", "compute", "seeds"):
+            raw["scale"].pop(key, None)
+    else:  # a section the command does not read: keys stay as they were before it existed
+        raw.pop("scale", None)
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
 

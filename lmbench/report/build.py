@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from lmbench.errors import UserError
-from lmbench.report import export, plots, views
+from lmbench.report import export, plots, scaling_views, views
 from lmbench.report.frames import ExperimentData, Section, Store, load_experiment, open_store
 from lmbench.report.plots import arch_colors
+from lmbench.report.scaling import scale_sections
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def build_report(experiment: str, *, tracking_uri: str | None = None, storage: s
     out_dir = Path(out) if out is not None else DEFAULT_DIR / experiment
     check_writable(out_dir)
     data = load_experiment(experiment, tracking_uri, storage, store=store)
+    data.sections += scale_sections(store)
     parts = present(data)
 
     path = {"html": export.write_html, "md": export.write_md, "csv": export.write_csv}[fmt](data, parts, out_dir)
@@ -94,7 +96,8 @@ def present(data: ExperimentData) -> list[dict[str, Any]]:
 
     extra = [g for s in data.sections for g in ([s.arch] if s.arch else s.groups)]
     colors = arch_colors(extra)
-    return [present_section(sec, colors) for sec in data.sections]
+    return [scaling_views.present(sec, colors, Figure) if sec.kind == "scale" else present_section(sec, colors)
+            for sec in data.sections]
 
 
 def present_section(sec: Section, colors: dict[str, str]) -> dict[str, Any]:

@@ -68,6 +68,10 @@ def write_md(data: ExperimentData, parts: list[dict[str, Any]], out: Path) -> Pa
         lines += [f"- **{md_cell(k)}**: {md_cell(v)}" for k, v in part["facts"].items()] + [""]
         if part["results"] is not None:
             lines += ["### Results", "", *md_table(part["results"]), ""]
+        for block in part.get("blocks", []):  # sections made of blocks (scale): their tables
+            if block["view"] is not None:
+                lines += [f"### {md_cell(block['title'])}", "", *([md_cell(block["note"]), ""] if block["note"] else []),
+                          *md_table(block["view"]), ""]
         for fig in part["figures"]:
             name = f"plots/{part['id']}-{fig.key}.png"
             write_atomic(out / name, fig.png)
@@ -107,6 +111,8 @@ def write_csv(data: ExperimentData, parts: list[dict[str, Any]], out: Path) -> P
             curves.append(sec.curves.assign(**tag))
         if sec.table is not None:
             write_atomic(out / f"{sec.kind}_table.csv", sec.table.to_csv())
+        for name, frame in part.get("csv", {}).items():  # a section's own tables (scale: scaling.csv)
+            write_atomic(out / name, frame.to_csv(index=False))
         trials += [st.trials.assign(model=st.model, study=st.name, **tag) for st in sec.studies if not st.trials.empty]
     for name, frames in (("runs", runs), ("curves", curves), ("trials", trials)):
         if frames:

@@ -33,7 +33,7 @@ from lmbench.tracking.tracker import resolve_uri
 
 log = logging.getLogger(__name__)
 
-ROOT_KINDS = ("compare", "ablate", "tune")
+ROOT_KINDS = ("compare", "ablate", "tune", "scale")  # scale sections: lmbench.report.scaling
 HISTORY = ("val_loss", "train_loss", "tokens_seen")
 SAMPLES_ARTIFACT = "samples/samples.json"
 MAX_SAMPLES = 3
@@ -159,7 +159,7 @@ def open_store(experiment: str, tracking_uri: str | None = None) -> tuple[Store,
         raise UserError(f"experiment {experiment!r}", "has no finished runs yet")
     if not any(r.data.tags.get(schema.KIND) in ROOT_KINDS for r in store.runs):
         raise UserError(f"experiment {experiment!r}", "has only single training runs; a report needs lmbench "
-                        "compare, ablate or tune")
+                        "compare, ablate, tune or scale")
     return store, uri
 
 
@@ -170,10 +170,10 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, storage: s
     if store is None:
         store, _ = open_store(experiment, tracking_uri)
     sections = []
-    for kind in ROOT_KINDS:
+    builders = {"compare": compare_section, "ablate": ablate_section, "tune": tune_section}
+    for kind, build in builders.items():
         roots = [r for r in store.runs if r.data.tags.get(schema.KIND) == kind and schema.PARENT_TAG not in r.data.tags]
         if roots:  # newest first: a changed spec makes a new root; the latest one is the answer
-            build = {"compare": compare_section, "ablate": ablate_section, "tune": tune_section}[kind]
             sections.append(build(store, roots[0], experiment, storage))
     return ExperimentData(experiment, resolve_uri(tracking_uri), sections)
 

@@ -9,15 +9,26 @@ from __future__ import annotations
 # -- the run tree --------------------------------------------------------------------------------
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests a run under this parent
 SOURCE_NAME = "mlflow.source.name"
-KIND = "lmbench.kind"  # compare | ablate | tune (roots), model | value, trial | final | train
+# roots compare | ablate | tune | scale; then model | value | budget; trial | final | point; train
+KIND = "lmbench.kind"
 MODEL = "lmbench.model"  # the architecture of a run (also of model, tune and ablate roots)
 LEGACY_MODEL = "lmbench.arch"  # what training runs were tagged with before 0.2: read, never written
 ROOT_KEY = "lmbench.root_key"  # identity of a command's root run (see experiments.runtree.root_key)
-STAGE = "stage"  # search (a trial) | final (a seed run)
+STAGE = "stage"  # search (a trial) | final (a seed run) | scale (a point of a scale sweep)
 SEED = "seed"
 ABLATE_VALUE = "ablate.value"  # "baseline" or "<param>=<value>"
 BEST_PARAMS = "best_params"  # JSON of the best trial's params (model and tune runs)
 BEST_MODEL = "best_model"  # compare roots
+
+# -- scale sweeps: root (scale) -> model -> budget (kind=budget) -> point runs (kind=point) -----
+SCALE_STAGE = "scale"  # the stage of a point run
+SCALE_COMPUTE = "scale.compute"  # a budget's (and its points') compute C in training FLOPs
+SCALE_TARGET = "scale.target_params"  # the non-embedding parameters a point's sizing aimed at
+SCALE_TOKENS = "scale.tokens"  # D: the training tokens that spend C (= train.budget.tokens)
+SCALE_FLOPS_PER_TOKEN = "scale.flops_per_token"  # the point model's own flops_per_token(seq_len)
+SCALE_HPARAMS = "scale.hparams"  # model runs: JSON {"source": where they came from, "params"}
+SCALE_POINTS_FINISHED = "scale.points_finished"  # budget runs: points whose run finished
+SCALE_POINTS_FAILED = "scale.points_failed"  # budget runs: points that failed (reason on the run)
 
 # -- provenance ----------------------------------------------------------------------------------
 SPEC_HASH = "lmbench.spec_hash"

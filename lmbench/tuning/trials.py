@@ -108,17 +108,14 @@ def last_eval(spec: ExperimentSpec, step: int, tokens: int) -> bool:
 
 
 def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str | None, live) -> str:
-    """Train one trial as a tracked run and tell Optuna how it ended; returns the Optuna state.
-
-    A retried trial (its worker died or was pre-empted) resumes from the last checkpoint of its
-    previous attempt when that exists on this machine. ``live``: :class:`lmbench.tuning.liveness.Liveness`.
-    """
+    """Train one trial as a tracked run and tell Optuna how it ended; returns the Optuna state
+    (:func:`train_told`). ``live``: :class:`lmbench.tuning.liveness.Liveness`."""
 
     params = suggest(trial, space_for(spec, arch))
     try:
         tspec = trial_spec(spec, arch, params)
     except SpecError as error:  # a combination the model rejects (e.g. heads not dividing width)
-        return _tell_failed(study, trial, f"invalid parameters: {error}")
+        return tell_failed(study, trial, f"invalid parameters: {error}")
 
     def on_eval(step: int, tokens: int, metrics: dict[str, float]) -> None:
         with_retries(lambda: trial.report(metrics["val_loss"], step), "reporting to the study")
@@ -127,17 +124,31 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
         if with_retries(trial.should_prune, "asking the pruner"):
             raise RunStopped("KILLED", {schema.OPTUNA_STATE: "PRUNED"})
 
-    tracker = Tracker(spec.experiment_name, spec.tracking.tracking_uri)
     tags = {schema.KIND: "trial", schema.STAGE: "search", schema.MODEL: arch, schema.STUDY: study.study_name,
             schema.TRIAL_NUMBER: str(trial.number), schema.WORKER_PID: str(os.getpid())}
+    return train_told(study, trial, tspec, live, tags, parent_run_id=parent_run_id,
+                      run_name=f"{arch}-trial-{trial.number}", on_eval=on_eval, final_splits=("val",))
+
+
+def train_told(study, trial, tspec: ExperimentSpec, live, tags: dict[str, str], *, parent_run_id: str | None,
+               run_name: str, on_eval=None, final_splits: tuple[str, ...]) -> str:
+    """Train ``tspec`` as the tracked run of ``trial`` and tell the study how it ended (its
+    ``final_val_loss``, pruned or failed); returns the Optuna state. Shared by search trials and
+    the fixed points of a scale sweep (:mod:`lmbench.tuning.points`).
+
+    A retried trial (its worker died or was pre-empted) resumes from the last checkpoint of its
+    previous attempt when that exists on this machine.
+    """
+    tracker = Tracker(tspec.experiment_name, tspec.tracking.tracking_uri)
+    tags = dict(tags)
     history = retry_history(trial)
     resume = live.resume_point(study.study_name, trial) if history else None
     if history:
         tags.update({schema.RETRY_OF: str(history[-1]), schema.RESUMED_FROM: str(resume or "")})
         log.info("trial %d retries trial %d%s", trial.number, history[-1], f" from {resume}" if resume else "")
     try:
-        result = train(tspec, tracker=tracker, parent_run_id=parent_run_id, run_name=f"{arch}-trial-{trial.number}",
-                       tags=tags, quiet=True, on_eval=on_eval, final_splits=("val",), resume=resume)
+        result = train(tspec, tracker=tracker, parent_run_id=parent_run_id, run_name=run_name,
+                       tags=tags, quiet=True, on_eval=on_eval, final_splits=final_splits, resume=resume)
     except RunStopped:
         with_retries(lambda: tell(study, trial, state=TrialState.PRUNED), "telling the study")
         return "PRUNED"
@@ -147,7 +158,7 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
         raise
     except Exception as error:  # NaN loss, out of memory, ...: this trial fails, the study goes on
         _set_state_tag(tracker, "FAIL")
-        return _tell_failed(study, trial, f"{type(error).__name__}: {error}")
+        return tell_failed(study, trial, f"{type(error).__name__}: {error}")
     trial.set_user_attr("run_id", result.run_id)
     with_retries(lambda: tell(study, trial, result.final["final_val_loss"]), "telling the study")
     _set_state_tag(tracker, "COMPLETE")
@@ -171,7 +182,7 @@ def _set_state_tag(tracker, state: str) -> None:
         tracker.set_tags({schema.OPTUNA_STATE: state})
 
 
-def _tell_failed(study, trial, reason: str) -> str:
+def tell_failed(study, trial, reason: str) -> str:
     first = (reason.splitlines() or [""])[0]
     log.warning("trial %d of %s failed: %s", trial.number, study.study_name, secrets.scrub(first))
     trial.set_user_attr("failure", secrets.scrub(reason)[:2000])

@@ -33,6 +33,7 @@ from lmbench.errors import SpecError, UserError
 from lmbench.signals import TERMINATED_EXIT, Terminated, on_sigterm, sigterm_raises
 from lmbench.tracking.tracker import resolve_uri
 from lmbench.tuning.liveness import Heartbeat, Liveness
+from lmbench.tuning.points import POINTS_ATTR, open_point_study, run_point, stored_points
 from lmbench.tuning.storage import (
     default_storage_path,
     open_storage,
@@ -73,7 +74,8 @@ def threads_per_worker(workers: int) -> int:
 
 @dataclass
 class Assignment:
-    """A study a worker serves, with what it needs to run its trials."""
+    """A study a worker serves, with what it needs to run its trials (``scale``: the fixed points
+    of a scale sweep, :mod:`lmbench.tuning.points`, instead of sampled trials)."""
 
     spec: ExperimentSpec
     arch: str
@@ -82,6 +84,12 @@ class Assignment:
     storage: Any
     total: int
     live: Any  # lmbench.tuning.liveness.Liveness
+    scale: bool = False
+
+    def run(self, trial) -> str:
+        if self.scale:
+            return run_point(self.study, trial, self.spec, self.arch, self.storage, self.live)
+        return run_trial(self.study, trial, self.spec, self.arch, self.parent_run_id, self.live)
 
     def progress(self) -> dict[str, int]:
         return progress_of(self.study)
@@ -91,20 +99,27 @@ class Assignment:
         return p["done"] >= self.total and not p["running"] and not p["waiting"]
 
 
-def assignment(spec: ExperimentSpec, arch: str, parent_run_id: str | None, storage=None) -> Assignment:
+def assignment(spec: ExperimentSpec, arch: str, parent_run_id: str | None, storage=None,
+               scale: bool = False) -> Assignment:
     live = Liveness.of(spec)
     storage = storage or open_storage(spec.search.storage, spec.experiment_name, live)
+    if scale:  # a scale sweep's study: as many trials as points
+        study = open_point_study(spec, arch, storage)
+        total = len(stored_points(study))
+        return Assignment(spec, arch, parent_run_id, study, storage, total, live, scale=True)
     return Assignment(spec, arch, parent_run_id, open_study(spec, arch, storage), storage,
                       total_trials(spec, arch), live)
 
 
-def publish(spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> None:
+def publish(spec: ExperimentSpec, arch: str, parent_run_id: str | None,
+            scale: bool = False) -> None:
     """Store the spec and the parent run on the study, so workers elsewhere can join it."""
 
     raw = dump_raw(spec)
     # the URI as this process resolves it ($MLFLOW_TRACKING_URI too): the runs must meet in one store
     raw["tracking"]["tracking_uri"] = secrets.redact(resolve_uri(spec.tracking.tracking_uri))
-    study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
+    storage = open_storage(spec.search.storage, spec.experiment_name)
+    study = open_point_study(spec, arch, storage) if scale else open_study(spec, arch, storage)
     for key, value in ((PARENT_ATTR, parent_run_id), (MODEL_ATTR, arch), (SPEC_ATTR, raw)):  # the spec last:
         # it marks the study as published
         study.set_user_attr(key, value)
@@ -126,7 +141,7 @@ def work(assignments: Callable[[], list[Assignment]], max_trials: int | None = N
                 if trial is None:
                     continue
                 with Heartbeat(a.live, a.storage, a.study, trial):
-                    state = run_trial(a.study, trial, a.spec, a.arch, a.parent_run_id, a.live)
+                    state = a.run(trial)
                 done += 1
                 log.info("%s trial %d: %s", a.study.study_name, trial.number, state)
                 break
@@ -137,9 +152,11 @@ def work(assignments: Callable[[], list[Assignment]], max_trials: int | None = N
     return done
 
 
-def run_worker(spec: ExperimentSpec, arch: str, parent_run_id: str | None, max_trials: int | None = None) -> int:
-    """Run trials of ``<experiment>/<arch>`` until the study is complete; returns how many ran."""
-    a = assignment(spec, arch, parent_run_id)
+def run_worker(spec: ExperimentSpec, arch: str, parent_run_id: str | None,
+               max_trials: int | None = None, scale: bool = False) -> int:
+    """Run trials of ``<experiment>/<arch>`` (or its scale points) until the study is complete;
+    returns how many ran."""
+    a = assignment(spec, arch, parent_run_id, scale=scale)
     return work(lambda: [a], max_trials)
 
 
@@ -198,29 +215,32 @@ def _run_processes(fn: Callable[..., Any], devices: list[str], workers: int, *ar
     return [p.exitcode for p in procs]
 
 
-def _study_worker(device: str, raw: dict, arch: str, parent_run_id: str | None) -> None:
-    run_worker(build_spec(raw, [f"train.device={device}"]), arch, parent_run_id)
+def _study_worker(device: str, raw: dict, arch: str, parent_run_id: str | None,
+                  scale: bool = False) -> None:
+    run_worker(build_spec(raw, [f"train.device={device}"]), arch, parent_run_id, scale=scale)
 
 
-def run_study(spec: ExperimentSpec, arch: str, parent_run_id: str | None) -> None:
+def run_study(spec: ExperimentSpec, arch: str, parent_run_id: str | None,
+              scale: bool = False) -> None:
     """Bring the study ``<experiment>/<arch>`` to its total.
 
     ``search.workers`` processes on this machine, or with 0 none: wait while ``lmbench worker``s
     (anywhere) run the trials.
     """
-    publish(spec, arch, parent_run_id)
+    publish(spec, arch, parent_run_id, scale)
     workers = spec.search.workers
     if workers == 0:
-        wait_for_study(assignment(spec, arch, parent_run_id))
+        wait_for_study(assignment(spec, arch, parent_run_id, scale=scale))
         return
     devices = device_list(spec.search.devices, spec.train.device)
     if workers == 1 and len(devices) == 1 and devices[0] == spec.train.device:
-        run_worker(spec, arch, parent_run_id)
+        run_worker(spec, arch, parent_run_id, scale=scale)
         return
-    codes = _run_processes(_study_worker, devices, workers, dump_raw(spec), arch, parent_run_id)
+    codes = _run_processes(_study_worker, devices, workers, dump_raw(spec), arch, parent_run_id,
+                           scale)
     failed = [f"lmbench-worker-{i} (exit code {c})" for i, c in enumerate(codes) if c != 0]
     if failed:
-        a = assignment(spec, arch, parent_run_id)
+        a = assignment(spec, arch, parent_run_id, scale=scale)
         if not a.complete():
             raise RuntimeError(f"{len(failed)} of {workers} workers exited with an error: {', '.join(failed)}")
         log.warning("%s is complete, but %s died (their trials were retried)", a.study.study_name, ", ".join(failed))
@@ -253,13 +273,22 @@ def wait_for_study(a: Assignment) -> None:
 
 
 def published(storage, experiment: str) -> list[tuple[str, dict, str | None]]:
-    """(arch, stored spec, parent run id) of the experiment's studies, in the order they were made."""
+    """(arch, stored spec, parent run id) of the experiment's search studies (not its scale
+    points), in the order they were made."""
+    found = published_studies(storage, experiment)
+    return [(arch, raw, parent) for _, arch, raw, parent, scale in found if not scale]
 
+
+def published_studies(storage, experiment: str) -> list[tuple[str, str, dict, str | None, bool]]:
+    """(study name, arch, stored spec, parent run id, whether it holds scale points) of every
+    published study of the experiment, in the order they were made."""
     out = []
-    for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        if s.study_name.startswith(f"{experiment}/") and SPEC_ATTR in s.user_attrs:
-            arch = s.user_attrs.get(MODEL_ATTR) or s.user_attrs[LEGACY_MODEL_ATTR]
-            out.append((arch, s.user_attrs[SPEC_ATTR], s.user_attrs.get(PARENT_ATTR)))
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        attrs = summary.user_attrs
+        if summary.study_name.startswith(f"{experiment}/") and SPEC_ATTR in attrs:
+            arch = attrs.get(MODEL_ATTR) or attrs[LEGACY_MODEL_ATTR]
+            scale = POINTS_ATTR in attrs
+            out.append((summary.study_name, arch, attrs[SPEC_ATTR], attrs.get(PARENT_ATTR), scale))
     return out
 
 
@@ -282,13 +311,13 @@ def _experiment_worker(device: str | None, experiment: str, storage_url: str | N
 
     def assignments() -> list[Assignment]:
         nonlocal live_storage
-        found = with_retries(lambda: published(plain, experiment), "reading the studies")
-        for arch, raw, parent in found:
-            if arch not in cache:
+        found = with_retries(lambda: published_studies(plain, experiment), "reading the studies")
+        for name, arch, raw, parent, scale in found:
+            if name not in cache:
                 spec = _joined_spec(spec_raw or raw, storage_url, tracking_uri, device, overrides)
                 live_storage = live_storage or open_storage(storage_url, experiment, Liveness.of(spec))
-                cache[arch] = assignment(spec, arch, parent, live_storage)
-        return [cache[arch] for arch, _, _ in found]
+                cache[name] = assignment(spec, arch, parent, live_storage, scale=scale)
+        return [cache[name] for name, *_ in found]
 
     return work(assignments, max_trials)
 
@@ -309,7 +338,7 @@ def join(experiment: str, storage_url: str | None, *, tracking_uri: str | None =
     def found() -> bool:  # (a journal file is not created just to look into it)
         if storage_url is None and not default_storage_path(experiment).is_file():
             return False
-        return bool(published(open_storage(storage_url, experiment), experiment))
+        return bool(published_studies(open_storage(storage_url, experiment), experiment))
 
     deadline = time.monotonic() + wait_s
     while not found():
