@@ -96,8 +96,9 @@ def present(data: ExperimentData) -> list[dict[str, Any]]:
 
     extra = [g for s in data.sections for g in ([s.arch] if s.arch else s.groups)]
     colors = arch_colors(extra)
-    return [scaling_views.present(sec, colors, Figure) if sec.kind == "scale" else present_section(sec, colors)
-            for sec in data.sections]
+    # a scale section overlays its own parts on the common ones (every key the template reads)
+    return [{**present_section(sec, colors), **scaling_views.present(sec, colors, Figure)} if sec.kind == "scale"
+            else present_section(sec, colors) for sec in data.sections]
 
 
 def present_section(sec: Section, colors: dict[str, str]) -> dict[str, Any]:

@@ -68,10 +68,10 @@ def write_md(data: ExperimentData, parts: list[dict[str, Any]], out: Path) -> Pa
         lines += [f"- **{md_cell(k)}**: {md_cell(v)}" for k, v in part["facts"].items()] + [""]
         if part["results"] is not None:
             lines += ["### Results", "", *md_table(part["results"]), ""]
-        for block in part.get("blocks", []):  # sections made of blocks (scale): their tables
-            if block["view"] is not None:
-                lines += [f"### {md_cell(block['title'])}", "", *([md_cell(block["note"]), ""] if block["note"] else []),
-                          *md_table(block["view"]), ""]
+        for block in part.get("blocks", []):  # sections made of blocks (scale); figures follow below
+            lines += [f"### {md_cell(block['title'])}", ""]
+            lines += [md_cell(block["note"]), ""] if block["note"] else []
+            lines += [*md_table(block["view"]), ""] if block["view"] is not None else []
         for fig in part["figures"]:
             name = f"plots/{part['id']}-{fig.key}.png"
             write_atomic(out / name, fig.png)

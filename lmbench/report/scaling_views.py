@@ -47,7 +47,8 @@ def _finite(value: Any) -> bool:
 
 
 def present(sec: ScaleSection, colors: dict[str, str], figure: Callable[..., Any]) -> dict[str, Any]:
-    """The report part of a scale section (``figure(key, caption, alt, png)`` makes a figure)."""
+    """The report part of a scale section (``figure(key, caption, alt, png)`` makes a figure),
+    laid over the parts every section has (:func:`lmbench.report.build.present_section`)."""
     blocks = [_hparams_block(sec, colors)]
     analysis = sec.analysis
     if analysis is not None:
@@ -56,7 +57,6 @@ def present(sec: ScaleSection, colors: dict[str, str], figure: Callable[..., Any
     return {"id": "scale", "kind": "scale", "title": title(sec), "question": question(sec),
             "answer": answer(sec), "facts": sec.facts, "missing": sec.missing, "root_id": sec.root_id,
             "root_name": sec.root.info.run_name, "spec_yaml": sec.spec_yaml, "command": command(sec),
-            "samples": {}, "results": None, "ablation_fig": None, "curves": None, "studies": [],
             "section": sec, "blocks": blocks, "figures": [f for b in blocks for f in b["figures"]],
             "csv": {"scaling.csv": scaling_frame(sec)} if not sec.runs.empty else {}}
 
@@ -142,16 +142,18 @@ def _swatch(arch: str, colors: dict[str, str]) -> Cell:
 
 
 def _hparams_block(sec: ScaleSection, colors: dict[str, str]) -> dict[str, Any]:
-    view = TableView(["model", "hyperparameters from", "values"])
+    view = TableView(["model", "hyperparameters from", "trained with", "taken from the trial"])
     for arch in sec.groups:
         info = sec.hparams.get(arch, {})
-        params = info.get("params", {})
-        text = ", ".join(f"{k}={format_number(v) if isinstance(v, float) else v}" for k, v in params.items())
-        view.rows.append([_swatch(arch, colors), Cell(info.get("source", "?"), info.get("source", "")),
-                          Cell(text or "–", json.dumps(params))])
+        cells = [_swatch(arch, colors), Cell(info.get("source", "?"), info.get("source", ""))]
+        for values in (info.get("train", {}), info.get("params", {})):
+            text = ", ".join(f"{k}={format_number(v, 3) if isinstance(v, float) else v}" for k, v in values.items())
+            cells.append(Cell(text or "–", json.dumps(values)))
+        view.rows.append(cells)
         view.strong.append(False)
     return block("Hyperparameters", "The same for every size and budget of an architecture; sizes are "
-                 "set by param-matched sizing (width first, then depth).", view=view)
+                 "set by param-matched sizing (width first, then depth); every run's schedule spans its own "
+                 "budget (a plateau or exponential schedule the spec did not name becomes cosine).", view=view)
 
 
 def _isoflop_block(sec: ScaleSection, colors: dict[str, str], figure) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lmbench.config import ExperimentSpec, build_spec, dump_raw, model_spec
+from lmbench.config.raw import is_set
 from lmbench.data import prepare_data
 from lmbench.errors import SpecError, UserError
 from lmbench.stats.scaling import size_ladder
@@ -143,18 +144,44 @@ def plan_point(spec: ExperimentSpec, arch: str, hparams: dict[str, Any], vocab: 
                         "train.batch_size, data.seq_len or scale.sizes")
     extra = [f"model.config={json.dumps(overrides)}", f"train.budget={{tokens: {steps * batch}}}",
              f"train.seed={seed}", "train.early_stopping=null",
-             f"train.eval_interval={eval_interval(steps, spec.scale.evaluations)}"]
+             f"train.eval_interval={eval_interval(steps, spec.scale.evaluations)}", *budget_schedule(spec, base)]
     return PointPlan(build_spec(dump_raw(base), extra), counts["non_embedding"], flops, steps * batch, steps)
 
 
+def budget_schedule(spec: ExperimentSpec, base: ExperimentSpec) -> list[str]:
+    """A point anneals within its own budget: a plateau or exponential schedule (the recurrent
+    recipe's) follows evaluations or steps, not D, so it becomes cosine unless the spec named it."""
+    if base.train.schedule.kind in ("plateau", "exponential") and not is_set(spec.train.schedule, "kind"):
+        return ["train.schedule.kind=cosine"]
+    return []
+
+
+def training_summary(spec: ExperimentSpec, arch: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The settings every point of ``arch`` trains with (for the report)."""
+    base = model_spec(spec, arch, params)
+    train = build_spec(dump_raw(base), budget_schedule(spec, base)).train
+    return {"optimizer": train.optimizer.kind, "lr": train.lr, "weight_decay": train.weight_decay,
+            "grad_clip": train.grad_clip, "schedule": train.schedule.kind, "batch_size": train.batch_size}
+
+
 def hyperparameters(spec: ExperimentSpec, arch: str) -> dict[str, Any]:
-    """``{"source", "params"}``: the best trial of ``scale.from``'s study of ``arch`` (without the
-    fields that sizing decides), or the spec's own settings (no params)."""
+    """``{"source", "params", "train"}``: ``params`` from the best trial of ``scale.from``'s study
+    of ``arch`` (without the fields that sizing decides), or none (the architecture's recipe under
+    the spec's own settings); ``train``: what the points train with."""
+    found = _best_trial(spec, arch)
+    if found is None:
+        source, params = "the architecture's recipe under the spec's settings", {}
+    else:
+        source, params = found
+    return {"source": source, "params": params, "train": training_summary(spec, arch, params)}
+
+
+def _best_trial(spec: ExperimentSpec, arch: str) -> tuple[str, dict[str, Any]] | None:
     from lmbench.models import get_arch
 
     source = spec.scale.from_
     if source is None:
-        return {"source": "the spec's own settings (preset and train.*)", "params": {}}
+        return None
     if spec.search.storage is None and not default_storage_path(source).is_file():
         raise UserError("scale.from", f"no studies of experiment {source!r} in {STUDIES_DIR}/ "
                         "(run its compare or tune first, or pass --storage)")
@@ -170,8 +197,7 @@ def hyperparameters(spec: ExperimentSpec, arch: str) -> dict[str, Any]:
     best = min(done, key=lambda t: t.value)
     fields = get_arch(arch).sizing.fields
     params = {k: v for k, v in best.params.items() if k not in fields}
-    return {"source": f"best trial {best.number} of study {name} (val loss {best.value:.4f})",
-            "params": params}
+    return f"best trial {best.number} of study {name} (val loss {best.value:.4f})", params
 
 
 # -- the study's points --------------------------------------------------------------------------
