@@ -68,6 +68,14 @@ def test_compare_prints_and_writes_results(compared, monkeypatch):
     assert table["best"].sum() == 1 and bool(table.iloc[0]["best"])
     payload = json.loads((work / "reports" / "cmp" / "results.json").read_text())
     assert len(payload["runs"]) == 2 * len(arch_names())
+    # adequacy verdicts: printed, in results.json, and the still-improving column in the table
+    adequacy = payload["meta"]["adequacy"]
+    assert set(adequacy["tuning"]) == set(adequacy["training"]) == set(arch_names())
+    assert {row["name"] for row in adequacy["power"]} == set(arch_names()) - {table.index[0]}
+    assert "still_improving" in table.columns
+    for line in adequacy["lines"]:
+        assert " ".join(line.split()) in " ".join(r.output.split())
+    assert "power: with 2 seeds" in r.output
 
 
 def test_compare_studies_and_mlflow_tree(compared, monkeypatch):
@@ -95,8 +103,11 @@ def test_compare_studies_and_mlflow_tree(compared, monkeypatch):
         assert sorted(int(f.data.tags["seed"]) for f in finals) == [0, 1]
         assert all(f.data.tags["stage"] == "final" and f.info.status == "FINISHED" for f in finals)
         # the final runs use the study's best parameters
-        best = s.best_trial.params
-        assert all(float(f.data.params["train.lr"]) == pytest.approx(best["lr"]) for f in finals)
+        best = s.best_trial.params  # several optimizers searched: lr_<optimizer> is the lr
+        lr = best["lr"] if "lr" in best else best[f"lr_{best['optimizer']}"]
+        assert all(float(f.data.params["train.lr"]) == pytest.approx(lr) for f in finals)
+        if "optimizer" in best:
+            assert all(f.data.params["train.optimizer.kind"] == best["optimizer"] for f in finals)
     # final runs carry a curve plot; trials do not (their metric history is the curve)
     client = MlflowClient(resolve_uri(None))
     arts = lambda r: {a.path for a in client.list_artifacts(r.info.run_id)}  # noqa: E731
@@ -214,6 +225,23 @@ def test_ablation_deltas_and_shared_seeds(isolated):
     assert table.loc[1, "delta"] == pytest.approx(diff.mean(), rel=1e-9)
     assert table.loc[1, "p"] == pytest.approx(sps.ttest_rel([seeds["dropout=0.3"][s] for s in (0, 1)],
                                                              [seeds["baseline"][s] for s in (0, 1)]).pvalue, rel=1e-6)
+
+
+def test_ablation_of_the_optimizer_and_the_batch_order(isolated):
+    """optimizer and data.order are ablatable; another optimizer starts from its recipe's lr."""
+    r = cli("ablate", "--model", "gru", "--param", "optimizer", "--param", "order", "--values", "optimizer=adamw",
+            "--values", "order=random", "--seeds", "2", "--quick", "--quiet", "--set", "name=ablopt", *FAST)
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(isolated / "reports" / "ablopt" / "ablation.csv")
+    assert [tuple(x) for x in table[["param", "value"]].to_numpy()] == [
+        ("optimizer", "sgd"), ("optimizer", "adamw"), ("order", "stream"), ("order", "random")]
+    _, kinds = tree("ablopt")
+    finals = {f.data.tags["ablate.value"]: f.data.params for f in kinds["final"]}
+    assert finals["baseline"]["train.optimizer.kind"] == "sgd" and float(finals["baseline"]["train.lr"]) == 20.0
+    assert finals["optimizer=adamw"]["train.optimizer.kind"] == "adamw"
+    assert float(finals["optimizer=adamw"]["train.lr"]) == pytest.approx(1e-3)
+    assert finals["order=random"]["data.order"] == "random" and finals["baseline"]["data.order"] == "stream"
+    assert "power: with 2 seeds" in r.output
 
 
 def test_two_workers_complete_the_total(isolated):

@@ -68,7 +68,7 @@ def with_recipe(train: dict[str, Any], recipe, kind: str | None = None) -> dict[
     base = recipe.train_section(kind)
     merged = {**base, **user}
     merged["optimizer"] = {**base["optimizer"], **(mine or {})}
-    merged["schedule"] = {**base["schedule"], **user.get("schedule", {})}
+    merged["schedule"] = {**base.get("schedule", {}), **user.get("schedule", {})}
     return merged
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from lmbench.config import (
@@ -14,6 +13,8 @@ from lmbench.config import (
     sized,
     space_for,
 )
+from lmbench.config.params import CHOICES, OPTIMIZER_KIND
+from lmbench.config.spec import OPTIMIZER_KINDS
 from lmbench.data import prepare_data
 from lmbench.errors import SpecError, UserError
 from lmbench.experiments.compare import prepare
@@ -29,7 +30,10 @@ from lmbench.experiments.runtree import (
     seed_runs,
     write_results,
 )
+from lmbench.experiments.single import budgeted
+from lmbench.models import get_arch
 from lmbench.stats import ablation_table
+from lmbench.stats.adequacy import ablation_verdicts
 from lmbench.tracking import schema
 from lmbench.tuning.storage import open_storage, open_study
 from lmbench.tuning.trials import best_params
@@ -43,16 +47,31 @@ def get_path(raw: dict[str, Any], path: str) -> Any:
 
 
 def ablation_values(spec: ExperimentSpec, arch: str, name: str, baseline: Any) -> list[Any]:
-    """The values to sweep: ``ablate.values[name]``, else a grid from the search space."""
+    """The values to sweep: ``ablate.values[name]``, else a grid from the search space, else the
+    choices of a categorical setting (optimizer, data.order, schedule)."""
 
     if name in spec.ablate.values:
         values = list(spec.ablate.values[name])
     else:
         space = space_for(spec, arch)
-        if name not in space:
+        path = param_path(arch, name, where="--param")
+        if name in space:
+            values = grid_values(space[name])
+        elif path in CHOICES:
+            values = list(CHOICES[path])
+        else:
             raise SpecError(f"ablate.values.{name}", f"no default grid for {name!r}: give --values")
-        values = grid_values(space[name])
     return values if baseline in values else [baseline, *values]
+
+
+def value_spec(base: ExperimentSpec, arch: str, path: str, value: Any) -> ExperimentSpec:
+    """The baseline with one parameter changed. Another optimizer starts from its recipe's learning
+    rate (SGD's 20 would wreck Adam, Adam's 1e-3 stall SGD): an ablation compares recipes."""
+
+    params = {path: value}
+    if path == OPTIMIZER_KIND and value in OPTIMIZER_KINDS:  # (another value fails validation below)
+        params["lr"] = get_arch(arch).recipe.lr_for(value)
+    return model_spec(base, arch, params)
 
 
 def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
@@ -62,6 +81,7 @@ def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     arch = ablation.model or spec.model.arch
     if not ablation.params:
         raise SpecError("--param", "name at least one parameter to ablate")
+    spec, notes = budgeted(spec)
     paths = {p: param_path(arch, p, where="--param") for p in ablation.params}
     base_params = {}
     if ablation.baseline == "best":
@@ -75,7 +95,7 @@ def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
         baseline_value = get_path(resolved_dict(base), path)
         values = ablation_values(spec, arch, param, baseline_value)
         for value in values:  # validate every value before anything is created
-            model_spec(base, arch, extra=[f"{path}={json.dumps(value)}"])
+            value_spec(base, arch, path, value)
         sweeps[param] = (path, baseline_value, values)
     prepare(base, [arch])
     root = ensure_run(spec, f"ablate-{arch}", {schema.KIND: "ablate", schema.ROOT_KEY: root_key(spec),
@@ -94,13 +114,27 @@ def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
                     label = f"{param}={value}"
                     vrun = ensure_run(spec, label, {schema.KIND: "value", schema.ABLATE_VALUE: label}, root.run_id)
                     with TreeRun(vrun):
-                        vspec = model_spec(base, arch, extra=[f"{path}={json.dumps(value)}"])
+                        vspec = value_spec(base, arch, path, value)
                         runs = seed_runs(vspec, vrun.run_id, ablation.seeds, label, {schema.ABLATE_VALUE: label}, quiet)
                 rows += rows_of(runs, param=param, value=value, is_baseline=value == baseline_value)
         frame = _frame(rows)
         table = ablation_table(frame.drop(columns=["is_baseline"]), baseline_values(sweeps), metric="test_loss")
-        path = write_results(spec.experiment_name, "ablation", table, rows, _meta(spec, "ablate", root.run_id))
-    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": report_of(spec)}
+        verdicts = power_of(rows, table)
+        meta = {**_meta(spec, "ablate", root.run_id), "budgets": notes, "adequacy": verdicts}
+        path = write_results(spec.experiment_name, "ablation", table, rows, meta)
+    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": report_of(spec),
+            "notes": notes + verdicts["lines"]}
+
+
+def power_of(rows: list[dict[str, Any]], table) -> dict[str, Any]:
+    """What the shared seeds can detect: every value's paired test against the baseline."""
+
+    per_seed: dict[str, dict[int, float]] = {}
+    for row in rows:
+        label = "baseline" if row["is_baseline"] else f"{row['param']}={row['value']}"
+        per_seed.setdefault(label, {})[row["seed"]] = row.get("test_loss", float("nan"))
+    p_values = {f"{r['param']}={r['value']}": float(r["p"]) for _, r in table.iterrows() if not r["is_baseline"]}
+    return ablation_verdicts(per_seed, "baseline", p_values)
 
 
 def baseline_values(sweeps: dict[str, tuple[str, Any, list[Any]]]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from optuna.trial import TrialState
+
 from lmbench.config import ExperimentSpec, model_spec, sized
 from lmbench.data import prepare_data
 from lmbench.errors import UserError
@@ -21,7 +23,9 @@ from lmbench.experiments.runtree import (
     seed_runs,
     write_results,
 )
+from lmbench.experiments.single import budgeted
 from lmbench.stats import compare_table
+from lmbench.stats.adequacy import compare_verdicts
 from lmbench.tracking import schema
 from lmbench.tuning.storage import open_storage, open_study, study_name
 from lmbench.tuning.trials import best_params
@@ -51,8 +55,14 @@ def tune_model(spec: ExperimentSpec, arch: str, model_run_id: str) -> dict[str, 
 
 
 def compare(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
-    """Tune every model with the same budget, retrain the best of each with K seeds, and compare."""
+    """Tune every model with the same budget, retrain the best of each with K seeds, and compare.
 
+    Each model is trained with its architecture's recipe where the spec leaves a setting to its
+    default; the budgets left to their defaults scale with a named or user corpus. The result
+    says whether the comparison was adequate: did each search level off, did each model's final
+    runs converge, and what difference could the seeds detect (:mod:`lmbench.stats.adequacy`)."""
+
+    spec, notes = budgeted(spec)
     models = spec.compare.models
     prepare(spec, models)
     rows: list[dict[str, Any]] = []
@@ -77,14 +87,43 @@ def compare(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
                 model_run.log_metrics(_means(model_rows), step=0, synchronous=True)
                 rows += [{**r, schema.BEST_PARAMS: json.dumps(best)} for r in model_rows]
         table = compare_table(_frame(rows), metric="test_loss")
-        path = write_results(spec.experiment_name, "results", table, rows, _meta(spec, "compare", root.run_id))
+        verdicts = adequacy(spec, models, rows, table, root)
+        table["still_improving"] = [verdicts["still_improving"].get(str(m), False) for m in table.index]
+        meta = {**_meta(spec, "compare", root.run_id), "budgets": notes, "adequacy": verdicts}
+        path = write_results(spec.experiment_name, "results", table, rows, meta)
         root.set_tags({schema.BEST_MODEL: str(table.index[0])})
-    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": report_of(spec)}
+    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": report_of(spec),
+            "notes": notes + verdicts["lines"]}
+
+
+def trial_values(study) -> list[float | None]:
+    """A study's finished trials in order: a complete trial's value, None for a pruned or failed one."""
+
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+    return [t.value if t.state == TrialState.COMPLETE else None for t in sorted(done, key=lambda t: t.number)]
+
+
+def adequacy(spec: ExperimentSpec, models: list[str], rows: list[dict[str, Any]], table, tracker) -> dict[str, Any]:
+    """The adequacy verdicts of a finished comparison: each study's trials, the validation curves
+    of the final runs (from MLflow) and the per-seed test losses against the best model."""
+
+    storage = open_storage(spec.search.storage, spec.experiment_name)
+    trials = {arch: trial_values(open_study(spec, arch, storage)) for arch in models}
+    curves: dict[str, list[list[tuple[float, float]]]] = {}
+    per_seed: dict[str, dict[int, float]] = {}
+    for row in rows:
+        history = tracker.client.get_metric_history(row["run_id"], "val_loss")
+        curves.setdefault(row["model"], []).append([(m.step, m.value) for m in history])
+        per_seed.setdefault(row["model"], {})[row["seed"]] = row.get("test_loss", float("nan"))
+    p_values = {str(m): float(table.at[m, "p_vs_best"]) for m in table.index}
+    return compare_verdicts(trials, curves, per_seed, str(table.index[0]), p_values)
 
 
 def tune(spec: ExperimentSpec, arch: str, *, quiet: bool = False) -> dict[str, Any]:
     """`lmbench tune`: one study; returns the best trial."""
 
+    spec, _ = budgeted(spec)
     prepare(spec, [arch])
     root = ensure_run(spec, f"tune-{arch}", {schema.KIND: "tune", schema.ROOT_KEY: root_key(spec),
                                              schema.MODEL: arch})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from lmbench.config import ExperimentSpec, build_spec
+from lmbench.config import ExperimentSpec, build_spec, model_spec
+from lmbench.config.budgets import scaled_budgets
 from lmbench.data import prepare_data
 from lmbench.errors import UserError
 from lmbench.tracking import schema
@@ -12,11 +14,27 @@ from lmbench.tracking.tracker import Tracker, find_run
 from lmbench.training import checkpoint
 from lmbench.training.run import TrainResult, train
 
+log = logging.getLogger(__name__)
+
+
+def budgeted(spec: ExperimentSpec, data=None) -> tuple[ExperimentSpec, list[str]]:
+    """``spec`` with the budgets it left to their defaults sized to its corpus
+    (:func:`lmbench.config.budgets.scaled_budgets`); each choice is logged with its reason."""
+
+    data = data or prepare_data(spec.data)
+    scaled, notes = scaled_budgets(spec, int(data.stats["train"]["n_tokens"]))
+    for line in notes:
+        log.info("%s", line)
+    return scaled, notes
+
 
 def run_training(spec: ExperimentSpec, *, quiet: bool = False, workdir: Path = Path(".")) -> TrainResult:
-    """`lmbench train`: one tracked training run of a validated spec."""
+    """`lmbench train`: one tracked training run of a validated spec, trained with its
+    architecture's recipe wherever the spec left a setting to its default."""
 
     data = prepare_data(spec.data, progress=not quiet)  # bad data fails before MLflow is touched
+    spec, _ = budgeted(spec, data)
+    spec = model_spec(spec, spec.model.arch)
     tracker = Tracker(spec.experiment_name, spec.tracking.tracking_uri)
     return train(spec, tracker=tracker, data=data, quiet=quiet, workdir=workdir)
 

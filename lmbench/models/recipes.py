@@ -66,6 +66,8 @@ class Recipe:
         Another optimizer keeps the recipe's clipping and schedule but starts from its own learning
         rate and weight decay: SGD's lr of 20 would wreck Adam, and Adam's 1e-3 would stall SGD."""
         kind = kind or self.kind
+        if kind not in OPTIMIZER_DEFAULTS:  # no optimizer: the spec's validation names the key
+            return {"optimizer": {"kind": kind}}
         if kind == self.kind:
             opt, lr, decay = dict(self.optimizer), self.lr, self.weight_decay
         else:

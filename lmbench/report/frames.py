@@ -26,6 +26,7 @@ import pandas as pd
 
 from lmbench.config import param_path
 from lmbench.errors import UserError
+from lmbench.report import adequacy
 from lmbench.report.studies import StudyView, find_storage, load_studies
 from lmbench.stats import ablation_table, compare_table
 from lmbench.tracking import schema
@@ -209,6 +210,7 @@ def compare_section(store: Store, root, experiment: str, storage: str | None) ->
     _fill_common(store, sec, experiment)
     sec.studies = _studies(store, sec, experiment, storage, list(model_runs),
                            {a: r.data.tags.get(schema.STUDY) for a, r in model_runs.items()})
+    adequacy.annotate(sec)  # search levelled off? training converged? what the seeds can detect
     return sec
 
 
@@ -248,6 +250,7 @@ def ablate_section(store: Store, root, experiment: str, storage: str | None) -> 
     sec.runs = frame.drop_duplicates(subset=["group", "seed"]) if not frame.empty else frame
     sec.groups = list(dict.fromkeys(sec.runs["group"])) if not frame.empty else []
     _fill_common(store, sec, experiment)
+    adequacy.annotate(sec)  # what the seeds can detect
     return sec
 
 

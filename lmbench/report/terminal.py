@@ -39,13 +39,15 @@ def print_results(result, kind: str) -> None:
         title = "compare: mean ± 95% CI over seeds (t), paired t-test vs the best (★)"
         cols = [("test_loss", "test loss"), ("test_ppl", "ppl"), ("test_accuracy", "acc"), ("test_excess", "excess"),
                 ("test_bleu", "BLEU"), ("params_non_embedding", "params"), ("train_tokens_per_sec", "tok/s"), ("train_seconds", "train s"),
-                ("delta_vs_best", "Δ vs best"), ("p_vs_best", "p")]
+                ("delta_vs_best", "Δ vs best"), ("p_vs_best", "p"), ("still_improving", "still improving")]
     else:
         title = "ablate: mean ± 95% CI over seeds (t), delta and paired t-test vs the baseline"
         cols = [("param", "param"), ("value", "value"), ("test_loss", "test loss"), ("test_ppl", "ppl"),
                 ("test_accuracy", "acc"), ("delta", "Δ vs baseline"), ("p", "p")]
     cols = [(k, h) for k, h in cols if k in table.columns or f"{k}_mean" in table.columns]
     print_tables(render_tables(table, title, cols, Console().width))
+    for line in result.get("notes", []):  # budgets chosen, adequacy verdicts (lmbench.stats.adequacy)
+        print(line)
     print(f"results: {result['path']} (and .json)")
     print(f"MLflow root run: {result['root_run_id']}")
     if result.get("report"):
@@ -53,7 +55,8 @@ def print_results(result, kind: str) -> None:
 
 
 def print_models() -> None:
-    """Every architecture with its parameters, defaults and size presets."""
+    """Every architecture with its parameters, defaults and size presets, its training recipe and
+    the batch order ``data.order: auto`` gives it."""
     width = Console().width
     for arch in describe_archs():
         presets = arch["presets"]
@@ -64,6 +67,9 @@ def print_models() -> None:
         for table in tables:
             table.title_justify = "left"
         print_tables(tables)
+        order = "contiguous streams, state carried (stateful)" if arch["stateful"] else "random windows (stateless)"
+        Console().print(f"recipe: {arch['recipe']}\nbatch order (data.order: auto): {order}\n", highlight=False,
+                        markup=False)
 
 
 def print_status(status) -> None:

@@ -149,7 +149,8 @@ def results_view(sec: Section, colors: dict[str, str]) -> TableView:
     view = TableView(["model", *[h for _, h in cols], "Δ loss vs best", "p vs best", "seeds", "best hyperparameters"])
     for model, row in table.iterrows():
         best = bool(row["best"])
-        cells = [Cell(("★ " if best else "") + str(model), str(model), colors.get(str(model)))]
+        improving = " (still improving)" if bool(row.get("still_improving", False)) else ""  # report.adequacy
+        cells = [Cell(("★ " if best else "") + str(model) + improving, str(model), colors.get(str(model)))]
         cells += [_ci_cell(row, k) for k, _ in cols]
         cells.append(Cell("ref" if best else format_mean_ci(row["delta_vs_best"], row["delta_ci"], signed=True),
                           _num(row["delta_vs_best"])))
