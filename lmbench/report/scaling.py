@@ -208,12 +208,29 @@ def _optima(runs: pd.DataFrame, free: dict[str, ScalingBootstrap]) -> pd.DataFra
 
 
 def _tokens_at(points: pd.DataFrame, compute: float):
-    """D(N) = C / F(N) at one budget, F interpolated in log-log over the budget's measured sizes."""
-    sizes = points[["params", "flops_per_token"]].dropna().drop_duplicates("params")
+    """D(N) = C / F(N) at one budget: F between the budget's measured sizes piecewise linear in
+    log-log (the end segments extended), since F is no power law (the head's cost is fixed)."""
+    sizes = points[["params", "flops_per_token"]].dropna().drop_duplicates("params").sort_values("params")
     if len(sizes) < 2:
         return lambda n: math.nan
-    slope, intercept = np.polyfit(np.log(sizes["params"]), np.log(sizes["flops_per_token"]), 1)
-    return lambda n: compute / math.exp(intercept + slope * math.log(n)) if n > 0 else math.nan
+    log_n, log_f = np.log(sizes["params"].to_numpy(float)), np.log(sizes["flops_per_token"].to_numpy(float))
+
+    def tokens(n: float) -> float:
+        if not (_finite(n) and n > 0):
+            return math.nan
+        x = math.log(n)
+        k = int(np.clip(np.searchsorted(log_n, x), 1, len(log_n) - 1))
+        slope = (log_f[k] - log_f[k - 1]) / (log_n[k] - log_n[k - 1])
+        return compute / math.exp(log_f[k - 1] + slope * (x - log_n[k - 1]))
+
+    return tokens
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 # -- results files ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
 from lmbench.report.plots import DPI, png
 from lmbench.stats.scaling import ParabolaFit, ScalingBootstrap
@@ -41,10 +42,10 @@ def _axes_grid(panels: int, width: float, height: float) -> Iterator[tuple]:
             plt.close(fig)
 
 
-def isoflop_png(runs: pd.DataFrame, free: dict[str, ScalingBootstrap], colors: dict[str, str],
-                floor: float | None) -> bytes:
+def isoflop_png(runs: pd.DataFrame, free: dict[str, ScalingBootstrap], colors: dict[str, str]) -> bytes:
     """Loss against size, one panel per budget: every seed's run (faint), the mean per size, and
-    the fitted parabola with its vertex (a star) where the budget was fittable."""
+    the fitted parabola with its vertex (a star) where the budget was fittable. (No floor line:
+    it would squash the curves; the frontier shows it.)"""
     budgets = sorted(set(runs["compute"]))
     with _axes_grid(len(budgets), 4.2, 3.6) as (fig, axes):
         for ax, compute in zip(axes, budgets, strict=True):
@@ -52,14 +53,20 @@ def isoflop_png(runs: pd.DataFrame, free: dict[str, ScalingBootstrap], colors: d
             for arch, points in at.groupby("arch", sort=False):
                 parabola = _parabola(free.get(str(arch)), compute)
                 _isoflop_arch(ax, points, parabola, colors.get(str(arch), "#444444"), str(arch))
-            if floor is not None:
-                ax.axhline(floor, label="entropy floor", **FLOOR_STYLE)
-            ax.set_xscale("log")
+            _log_sizes(ax)
             ax.set_title(f"C = {compute:.3g} FLOPs", fontsize=10)
             ax.set_xlabel("non-embedding parameters N")
         axes[0].set_ylabel("test loss (nats/token)")
         axes[0].legend(fontsize=7)
         return png(fig)
+
+
+def _log_sizes(ax) -> None:
+    """A log axis of sizes labelled 1k, 2k, 5k, 10k...: readable within one decade too."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _parabola(boot: ScalingBootstrap | None, compute: float) -> ParabolaFit | None:
@@ -95,6 +102,9 @@ def frontier_png(free: dict[str, ScalingBootstrap], fixed: dict[str, ScalingBoot
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("compute C (training FLOPs)")
+        size_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        size_ax.yaxis.set_major_formatter(EngFormatter(sep=""))
+        size_ax.yaxis.set_minor_formatter(NullFormatter())
         loss_ax.set_ylabel("compute-optimal test loss L*")
         size_ax.set_ylabel("compute-optimal size N*")
         loss_ax.legend(fontsize=7)

@@ -106,11 +106,11 @@ def _best_sentence(sec: ScaleSection) -> str:
                 f"C = {flops(top['compute'].iloc[0])} FLOPs {best} has the lowest measured mean loss.")
     top = fitted[fitted["compute"] == fitted["compute"].max()]
     row = top.loc[top["loss_opt"].idxmin()]
-    others = ", ".join(sorted(set(top["arch"]) - {row["arch"]}))
-    return (f"At C = {flops(row['compute'])} FLOPs, the largest budget with a fitted optimum"
-            f"{' for ' + others + ' too' if others else ''}, {row['arch']} reaches the lowest compute-optimal "
-            f"test loss L* = {interval(row['loss_opt'], row['loss_opt_low'], row['loss_opt_high'])} at "
-            f"N* ≈ {format_number(row['n_opt'], 3)} parameters.")
+    among = f" of {', '.join(top['arch'])}" if len(top) > 1 else ""
+    return (f"At the largest budget with a fitted optimum (C = {flops(row['compute'])} FLOPs), {row['arch']} "
+            f"reaches the lowest compute-optimal test loss{among}: L* = "
+            f"{interval(row['loss_opt'], row['loss_opt_low'], row['loss_opt_high'])} at N* ≈ "
+            f"{format_number(row['n_opt'], 3)} parameters.")
 
 
 def _alpha_sentence(sec: ScaleSection) -> str:
@@ -158,12 +158,10 @@ def _hparams_block(sec: ScaleSection, colors: dict[str, str]) -> dict[str, Any]:
 
 def _isoflop_block(sec: ScaleSection, colors: dict[str, str], figure) -> dict[str, Any]:
     analysis = sec.analysis
-    png = isoflop_png(sec.runs, analysis.free, colors, analysis.floor)
+    png = isoflop_png(sec.runs, analysis.free, colors)
     caption = ("IsoFLOP curves: test loss against non-embedding parameters at each compute budget; faint: "
                "each seed's run, dots: their mean, curves: the parabola in log N fitted on every run, "
                "stars: its minimum (N*, L*). No curve: the budget has no interior minimum (see below).")
-    if analysis.floor is not None:
-        caption += " Dotted line: the data's exact entropy floor."
     return block("IsoFLOP curves", figures=[figure("isoflop", caption, "IsoFLOP curves", png)])
 
 

@@ -110,10 +110,10 @@ def size_tolerance(ratio: float) -> float:
 
 
 def eval_interval(steps: int, evaluations: int) -> int:
-    """The divisor of ``steps`` nearest ``steps / evaluations``: the last evaluation lands on the
-    run's last step, so the final evaluation scores the weights at the end of the schedule."""
-    want = steps / evaluations
-    return min((d for d in range(1, steps + 1) if steps % d == 0), key=lambda d: (abs(d - want), -d))
+    """The smallest divisor of ``steps`` that is at least ``steps / evaluations``: at most that
+    many evaluations, the last on the run's last step, so the final evaluation scores the weights
+    at the end of the schedule."""
+    return min(d for d in range(1, steps + 1) if steps % d == 0 and d * evaluations >= steps)
 
 
 def plan_point(spec: ExperimentSpec, arch: str, hparams: dict[str, Any], vocab: int, compute: float,
