@@ -106,7 +106,7 @@ def present_section(sec: Section, colors: dict[str, str]) -> dict[str, Any]:
         "id": sec.kind, "kind": sec.kind, "title": views.title(sec), "question": views.question(sec),
         "answer": views.answer(sec), "facts": sec.facts, "missing": sec.missing, "root_id": sec.root_id,
         "root_name": sec.root.info.run_name, "spec_yaml": sec.spec_yaml, "command": command(sec),
-        "samples": sec.samples, "results": None, "ablation_fig": None, "curves": None, "studies": [],
+        "samples": sec.samples, "results": None, "params": None, "ablation_fig": None, "curves": None, "studies": [],
         "section": sec,
     }
     color = colors.get(sec.arch or "", "#444444")
@@ -117,6 +117,7 @@ def present_section(sec: Section, colors: dict[str, str]) -> dict[str, Any]:
     if sec.table is not None and not sec.table.empty:
         if sec.kind == "compare":
             part["results"] = views.results_view(sec, colors)
+            part["params"] = views.params_view(sec, colors)
         else:
             part["results"] = views.ablation_view(sec)
             part["ablation_fig"] = Figure("ablation", f"{sec.arch}: test loss per value, mean ± 95% CI over seeds; "

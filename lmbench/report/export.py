@@ -68,6 +68,8 @@ def write_md(data: ExperimentData, parts: list[dict[str, Any]], out: Path) -> Pa
         lines += [f"- **{md_cell(k)}**: {md_cell(v)}" for k, v in part["facts"].items()] + [""]
         if part["results"] is not None:
             lines += ["### Results", "", *md_table(part["results"]), ""]
+        if part.get("params") is not None:
+            lines += ["### Best hyperparameters", "", *md_table(part["params"]), ""]
         for block in part.get("blocks", []):  # sections made of blocks (scale); figures follow below
             lines += [f"### {md_cell(block['title'])}", ""]
             lines += [md_cell(block["note"]), ""] if block["note"] else []

@@ -7,7 +7,6 @@ value for sorting.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,10 +142,12 @@ def _tune_answer(sec: Section) -> str:
 
 
 def results_view(sec: Section, colors: dict[str, str]) -> TableView:
-    """Compare: one row per model, best first; mean ± CI, paired test vs the best, best params."""
+    """Compare: one row per model, best first; mean ± CI, paired test vs the best. (The best
+    hyperparameters are a table of their own, :func:`params_view`: as a column they made every
+    row as tall as its longest list, and the table wider than a window.)"""
     table = sec.table
     cols = [(k, h) for k, h in COMPARE_COLUMNS if f"{k}_mean" in table]
-    view = TableView(["model", *[h for _, h in cols], "Δ loss vs best", "p vs best", "seeds", "best hyperparameters"])
+    view = TableView(["model", *[h for _, h in cols], "Δ loss vs best", "p vs best", "seeds"])
     for model, row in table.iterrows():
         best = bool(row["best"])
         improving = " (still improving)" if bool(row.get("still_improving", False)) else ""  # report.adequacy
@@ -156,11 +157,27 @@ def results_view(sec: Section, colors: dict[str, str]) -> TableView:
                           _num(row["delta_vs_best"])))
         cells.append(Cell(format_p(row["p_vs_best"]), _num(row["p_vs_best"])))
         cells.append(Cell(str(int(row["n_seeds"])), int(row["n_seeds"])))
-        params = sec.best_params.get(str(model), {})
-        text = ", ".join(f"{k}={format_number(v) if isinstance(v, float) else v}" for k, v in params.items())
-        cells.append(Cell(text or "–", json.dumps(params)))
         view.rows.append(cells)
         view.strong.append(best)
+    return view
+
+
+def params_view(sec: Section, colors: dict[str, str]) -> TableView | None:
+    """Compare: the best trial's hyperparameters of every model, one column per parameter."""
+    models = [str(m) for m in sec.table.index] if sec.table is not None else []
+    names = list(dict.fromkeys(k for m in models for k in sec.best_params.get(m, {})))
+    if not names:
+        return None
+    view = TableView(["model", *names])
+    for model in models:
+        params = sec.best_params.get(model, {})
+        cells = [Cell(model, model, colors.get(model))]
+        for name in names:
+            value = params.get(name)
+            text = "–" if value is None else format_number(value) if isinstance(value, float) else str(value)
+            cells.append(Cell(text, _sortable(value) if value is not None else None))
+        view.rows.append(cells)
+        view.strong.append(False)
     return view
 
 

@@ -124,6 +124,7 @@ def _train_and_evaluate(tr: Trainer, final_splits: tuple[str, ...]) -> dict[str,
     """The loop, the final evaluation with the best weights, and the run's metrics and artifacts."""
     with TrainProgress(tr.spec.train.budget, disabled=tr.quiet) as bar:
         tr.run(bar)
+    _evaluate_at_the_end(tr)
     tr.save("last")
     final = tr.final_eval(final_splits)
     if tr.tracker is not None:
@@ -138,6 +139,20 @@ def _train_and_evaluate(tr: Trainer, final_splits: tuple[str, ...]) -> dict[str,
         log_run_artifacts(tr.tracker, tr.spec, tr.ckpt_root, summary,
                           lp.curve if "test" in final_splits else None, tr.samples)
     return final
+
+
+def _evaluate_at_the_end(tr: Trainer) -> None:
+    """One more periodic evaluation when the budget ran out between two, so the validation curve
+    ends where training did (e.g. at 400k tokens, not at the last evaluation at 300k). The
+    trial's hook is left out: a pruning decision after the whole budget would only waste it."""
+    lp = tr.loop
+    if lp.stop_reason != "budget" or lp.step % tr.spec.train.eval_interval == 0 or lp.step == 0:
+        return
+    hook, tr.on_eval = tr.on_eval, None
+    try:
+        tr._periodic_eval()  # the loop's own evaluation: same subset, metrics, best checkpoint
+    finally:
+        tr.on_eval = hook
 
 
 def _save_on_interrupt(tr: Trainer) -> None:
