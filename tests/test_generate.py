@@ -269,3 +269,30 @@ def test_cli_generate_from_a_run_and_from_a_checkpoint(isolated):
     empty.mkdir()
     r = _cli("generate", str(empty), "--prompt", "a")
     assert r.exit_code == 2 and "empty_ckpt" in r.output
+
+
+def test_cached_decoding_equals_recomputing_and_the_compiled_step_equals_eager():
+    """Every strategy (beam too) gives the same tokens with the key/value cache, without it, and
+    with the compiled one-token step; the compiled step's logits are the eager ones. One row, as
+    the compiled step serves one row on a CPU; a tiny model, so that compiling takes seconds."""
+    from conftest import need
+
+    from lmbench.models import gpt
+
+    model = _model("gpt", n_layers=1, d_model=32, n_heads=2, max_len=24)
+    x = _prompt(1, 3)
+    for kw in STRATEGIES:
+        s = settings(max_tokens=16, **kw)
+        plain = decode(model, x, s, use_cache=False, generator=_gen(3))
+        assert torch.equal(decode(model, x, s, generator=_gen(3)), plain), kw
+        assert torch.equal(decode(model, x, s, generator=_gen(3), compile=True), plain), kw
+    need("failed" not in gpt._compiled, f"torch.compile unavailable here: {gpt._compiled.get('failed')}")
+    with torch.inference_mode():
+        eager, compiled = model.decode_state(), model.decode_state()
+        compiled.compile = True
+        model(x, eager), model(x, compiled)  # the prefill
+        for token in _prompt(1, 6, seed=2).unbind(1):
+            want, _ = model(token[:, None], eager)
+            got, _ = model(token[:, None], compiled)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert "step" in gpt._compiled and compiled.length == eager.length == 9

@@ -5,7 +5,10 @@ branch on the architecture: ``incremental`` models are fed only the new token wi
 (recurrent models step their hidden state; ``gpt`` appends to its key/value cache), the others
 re-run the whole context. A context longer than the model's ``max_context`` slides: the model
 sees the last ``max_context`` tokens (a cache cannot slide - its positions are baked in - so a
-cached model switches to re-running the window from then on)."""
+cached model switches to re-running the window from then on). ``compile=True`` asks a cache for
+its compiled one-token step (``gpt``: fixed shapes, one graph per batch size; compiling takes
+seconds to a minute on a CPU, so it pays off over long generations, not for a few tokens); where
+compiling fails, decoding stays eager."""
 
 from __future__ import annotations
 
@@ -63,13 +66,15 @@ def pick(logits: torch.Tensor, generation, generator: torch.Generator | None) ->
 class _Context:
     """A batch's growing token context and the model state that goes with it."""
 
-    def __init__(self, model, prompt: torch.Tensor, use_cache: bool):
+    def __init__(self, model, prompt: torch.Tensor, use_cache: bool, compile: bool = False):
         if prompt.shape[1] == 0:
             raise ValueError("cannot decode from an empty prompt")
         self.model, self.tokens = model, prompt  # (B, T)
         self.limit = model.max_context
         self.cached = use_cache and model.incremental
         self.state = model.decode_state() if self.cached else None
+        if compile and hasattr(self.state, "compile"):  # a cache with a compiled step (gpt's)
+            self.state.compile = True
         self.fed = 0  # tokens the state has seen
 
     def logits(self) -> torch.Tensor:
@@ -99,15 +104,15 @@ def _device(model) -> torch.device:
 
 @torch.inference_mode()
 def decode(model, prompt: torch.Tensor, generation, *, use_cache: bool = True,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, compile: bool = False) -> torch.Tensor:
     """Greedy or sampled continuations of ``prompt`` (B, P): LongTensor (B, N), N <= max_tokens.
 
     A row stops at EOS (kept) and is PAD afterwards; decoding ends when every row has stopped.
     """
     if generation.strategy == "beam":
-        return beam_search(model, prompt, generation, use_cache=use_cache)[0][:, 0]
+        return beam_search(model, prompt, generation, use_cache=use_cache, compile=compile)[0][:, 0]
     model.eval()
-    ctx = _Context(model, prompt, use_cache)
+    ctx = _Context(model, prompt, use_cache, compile)
     n_rows, n_new = prompt.shape[0], generation.max_tokens or 64
     out = prompt.new_full((n_rows, n_new), PAD)
     done = torch.zeros(n_rows, dtype=torch.bool, device=prompt.device)
@@ -122,7 +127,8 @@ def decode(model, prompt: torch.Tensor, generation, *, use_cache: bool = True,
 
 
 @torch.inference_mode()
-def beam_search(model, prompt: torch.Tensor, generation, *, use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def beam_search(model, prompt: torch.Tensor, generation, *, use_cache: bool = True,
+                compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Beam search: (tokens (B, W, N), scores (B, W)), beams ranked best first by
     ``sum logp / length ** length_penalty`` (length counts the tokens up to and with EOS).
 
@@ -131,7 +137,7 @@ def beam_search(model, prompt: torch.Tensor, generation, *, use_cache: bool = Tr
     """
     model.eval()
     n_rows, n_beams, n_new = prompt.shape[0], generation.beams, generation.max_tokens or 64
-    ctx = _Context(model, prompt.repeat_interleave(n_beams, 0), use_cache)  # rows: prompt-major
+    ctx = _Context(model, prompt.repeat_interleave(n_beams, 0), use_cache, compile)  # rows: prompt-major
     dev = prompt.device
     scores = torch.zeros(n_rows, n_beams, device=dev)
     scores[:, 1:] = float("-inf")  # identical beams at the start: expand only the first
