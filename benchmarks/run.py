@@ -42,6 +42,7 @@ BENCHMARKS = {  # name -> script, in the order they run
     "distributed_scaling": "bench_distributed.py",
     "search_efficiency": "bench_search.py",
     "default_compare": "bench_compare.py",
+    "default_scale": "bench_scale.py",
     "generation": "bench_generate.py",
 }
 

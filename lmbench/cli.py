@@ -264,7 +264,7 @@ def scale(
     each run on the tokens that spend the budget exactly, then N*(C), L*(C) and crossovers."""
     from lmbench.config import load_spec, options
     from lmbench.experiments.scale import scale as run_scale
-    from lmbench.report.scaling_views import print_scale
+    from lmbench.report.scaling_text import print_scale
 
     _setup_logging(quiet)
     extra = options.scale_overrides(quick, models_, compute, sizes=sizes, seeds=seeds, ratio=ratio,
@@ -294,7 +294,7 @@ def run_spec(
         result = experiments.tune(s, s.model.arch, quiet=quiet)
         typer.echo(f"best val loss {result['best_value']:.4f} with {result['best_params']}")
     elif s.kind == "scale":
-        from lmbench.report.scaling_views import print_scale
+        from lmbench.report.scaling_text import print_scale
 
         print_scale(experiments.scale(s, quiet=quiet))
     else:

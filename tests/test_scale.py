@@ -34,8 +34,23 @@ pytestmark = pytest.mark.xdist_group("scale")
 MODELS = ["rnn", "gpt"]  # a recurrent model and one with attention FLOPs
 BUDGETS = [1e9, 2e9]
 SIZES, SEEDS = 3, 2
-SWEEP = ["scale", "--quick", "--quiet", "--models", ",".join(MODELS), "--compute", ",".join(map(str, BUDGETS)),
-         "--sizes", str(SIZES), "--seeds", str(SEEDS), "--set", "name=sc", "--set", "train.final_eval_tokens=600"]
+SWEEP = [
+    "scale",
+    "--quick",
+    "--quiet",
+    "--models",
+    ",".join(MODELS),
+    "--compute",
+    ",".join(map(str, BUDGETS)),
+    "--sizes",
+    str(SIZES),
+    "--seeds",
+    str(SEEDS),
+    "--set",
+    "name=sc",
+    "--set",
+    "train.final_eval_tokens=600",
+]
 N_POINTS = len(MODELS) * len(BUDGETS) * SIZES * SEEDS
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -59,7 +74,8 @@ def by_kind(runs: list) -> dict[str, list]:
 
 def study_of(experiment: str, arch: str):
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(default_storage_path(experiment))))
+        optuna.storages.journal.JournalFileBackend(str(default_storage_path(experiment)))
+    )
     return optuna.load_study(study_name=scale_study_name(experiment, arch), storage=storage)
 
 
@@ -91,9 +107,14 @@ def _flops_per_token(run) -> float:
     per token; torch's counter does not see the fused attention kernel on CPU, so attention's
     12 x layers x T x d (forward + backward of QK^T and AV) is added by hand."""
     params = run.data.params
-    config = {key.removeprefix("model.config."): None if value == "None" else yaml.safe_load(value)
-              for key, value in params.items() if key.startswith("model.config.")}
-    model = build_model(params["model.arch"], int(params["data.vocab_size_actual"]), params["model.preset"], config)
+    config = {
+        key.removeprefix("model.config."): None if value == "None" else yaml.safe_load(value)
+        for key, value in params.items()
+        if key.startswith("model.config.")
+    }
+    model = build_model(
+        params["model.arch"], int(params["data.vocab_size_actual"]), params["model.preset"], config
+    )
     batch, seq = 2, int(params["data.seq_len"])
     with FlopCounterMode(display=False) as counter:
         logits, _ = model(torch.randint(0, 50, (batch, seq)))
@@ -110,7 +131,9 @@ def test_every_run_spends_its_budget_within_2_percent(in_sweep):
     for run in points:
         budget = float(run.data.tags["scale.compute"])
         tokens = run.data.metrics["tokens_seen"]
-        assert tokens == float(run.data.params["train.budget.tokens"])  # the schedule spans exactly D
+        assert tokens == float(
+            run.data.params["train.budget.tokens"]
+        )  # the schedule spans exactly D
         spent = tokens * _flops_per_token(run)
         assert abs(spent / budget - 1) < 0.02, (run.info.run_name, spent, budget)
 
@@ -125,17 +148,23 @@ def test_the_tree_statuses_and_studies(in_sweep):
         assert model_run.info.status == "FINISHED"
         assert model_run.data.tags["mlflow.parentRunId"] == root.info.run_id
         assert json.loads(model_run.data.tags["scale.hparams"])["train"]["schedule"] == "cosine"
-        budgets = [r for r in kinds["budget"] if r.data.tags["mlflow.parentRunId"] == model_run.info.run_id]
+        budgets = [
+            r for r in kinds["budget"] if r.data.tags["mlflow.parentRunId"] == model_run.info.run_id
+        ]
         assert sorted(float(r.data.tags["scale.compute"]) for r in budgets) == BUDGETS
         for budget in budgets:
             assert budget.info.status == "FINISHED"
             assert budget.data.tags["scale.points_finished"] == str(SIZES * SEEDS)
             assert budget.data.tags["scale.points_failed"] == "0"
-            points = [r for r in kinds["point"] if r.data.tags["mlflow.parentRunId"] == budget.info.run_id]
+            points = [
+                r for r in kinds["point"] if r.data.tags["mlflow.parentRunId"] == budget.info.run_id
+            ]
             assert len(points) == SIZES * SEEDS
             assert {r.data.tags["seed"] for r in points} == {str(s) for s in range(SEEDS)}
             assert len({r.data.params["params.non_embedding"] for r in points}) == SIZES
-            assert all(r.info.status == "FINISHED" and r.data.tags["stage"] == "scale" for r in points)
+            assert all(
+                r.info.status == "FINISHED" and r.data.tags["stage"] == "scale" for r in points
+            )
         trials = study_of("sc", arch).get_trials(deepcopy=False)
         assert len(trials) == len(BUDGETS) * SIZES * SEEDS
         assert all(t.state.name == "COMPLETE" for t in trials)
@@ -148,7 +177,9 @@ def test_results_hold_every_point_and_fit(in_sweep):
     for fits in payload["fits"].values():
         assert len(fits["free"]["fit"]["parabolas"]) == len(BUDGETS)
         assert fits["fixed"]["fit"]["loss_law"]["floor_fixed"] is True  # synthetic: E at the floor
-        assert not fits["free"]["fit"]["loss_law"]["fittable"]  # two budgets cannot fit a free-E law
+        assert not fits["free"]["fit"]["loss_law"][
+            "fittable"
+        ]  # two budgets cannot fit a free-E law
     assert {c["law"] for c in payload["crossovers"]} == {"free E", "E = floor"}
     table = pd.read_csv(in_sweep / "reports" / "sc" / "scaling.csv")
     assert (table["record"] == "point").sum() == N_POINTS
@@ -174,7 +205,12 @@ def test_the_report_rebuilds_from_the_stores(in_sweep):
     result = cli("report", "sc", "--format", "md", "--out", "md")
     assert result.exit_code == 0, result.output
     text = (in_sweep / "md" / "index.md").read_text()
-    for title in ("IsoFLOP curves", "Compute-optimal frontier and scaling laws", "Crossovers", "Every run"):
+    for title in (
+        "IsoFLOP curves",
+        "Compute-optimal frontier and scaling laws",
+        "Crossovers",
+        "Every run",
+    ):
         assert f"### {title}" in text
     assert (in_sweep / "md" / "plots" / "scale-isoflop.png").is_file()
     assert cli("report", "sc", "--format", "csv", "--out", "csv").exit_code == 0
@@ -199,16 +235,37 @@ def test_the_report_renders_every_plot_in_a_browser(in_sweep, tmp_path, width):
     html = (in_sweep / "reports" / "sc" / "index.html").read_text()
     page = tmp_path / "probe.html"
     page.write_text(html.replace("</body>", PROBE + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
-             "--virtual-time-budget=10000", f"--user-data-dir={tmp_path / 'profile'}"]
-    done = subprocess.run([str(CHROMIUM), *flags, f"--window-size={width},900", "--dump-dom", page.as_uri()],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-sync",
+        "--virtual-time-budget=10000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    done = subprocess.run(
+        [str(CHROMIUM), *flags, f"--window-size={width},900", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
     assert found, done.stderr[-2000:]
-    seen = json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
-    fitted = any(p["fittable"] for fits in json.loads((in_sweep / "reports" / "sc" / "results.json").read_text())
-                 ["fits"].values() for p in fits["free"]["fit"]["parabolas"])
-    assert seen["figures"] == len(seen["images"]) == (2 if fitted else 1)  # IsoFLOP (+ frontier if any fit)
+    seen = json.loads(
+        found.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    )
+    fitted = any(
+        p["fittable"]
+        for fits in json.loads((in_sweep / "reports" / "sc" / "results.json").read_text())[
+            "fits"
+        ].values()
+        for p in fits["free"]["fit"]["parabolas"]
+    )
+    assert (
+        seen["figures"] == len(seen["images"]) == (2 if fitted else 1)
+    )  # IsoFLOP (+ frontier if any fit)
     assert all(w > 0 for w in seen["images"])
     assert seen["tables"] >= 5  # hyperparameters, laws, optima, crossovers, every run
     assert seen["pageWidth"] <= seen["viewport"]  # wide tables scroll in their box, not the page
@@ -228,8 +285,25 @@ def _running_point_with_checkpoint(experiment: str):
 def test_a_worker_killed_mid_point_is_retried_and_the_sweep_completes(isolated):
     """`scale --workers 0` waits for `lmbench worker`s; the first one is SIGKILLed mid-point, a
     second one retries that point from its checkpoint and runs the rest; nothing runs twice."""
-    sweep = ["scale", "--quick", "--models", "rnn", "--compute", "2e9", "--sizes", "3", "--seeds", "1",
-             "--workers", "0", "--set", "name=kill", "--set", "train.checkpoint_interval=4", *FAST_LIVENESS]
+    sweep = [
+        "scale",
+        "--quick",
+        "--models",
+        "rnn",
+        "--compute",
+        "2e9",
+        "--sizes",
+        "3",
+        "--seeds",
+        "1",
+        "--workers",
+        "0",
+        "--set",
+        "name=kill",
+        "--set",
+        "train.checkpoint_interval=4",
+        *FAST_LIVENESS,
+    ]
     driver = lmbench(*sweep, log=isolated / "driver.log")
     first = lmbench("worker", "--experiment", "kill", log=isolated / "w0.log")
     second = None
@@ -254,26 +328,41 @@ def test_a_worker_killed_mid_point_is_retried_and_the_sweep_completes(isolated):
     assert dead.info.status == "KILLED"
     finished = [r for r in points if r.info.status == "FINISHED"]
     assert len(finished) == 3 and len(points) == 4  # three points, one of them retried once
-    (retry,) = [r for r in finished if r.data.tags.get("optuna.retry_of") == victim.data.tags["optuna.trial_number"]]
+    (retry,) = [
+        r
+        for r in finished
+        if r.data.tags.get("optuna.retry_of") == victim.data.tags["optuna.trial_number"]
+    ]
     assert retry.data.tags["scale.target_params"] == victim.data.tags["scale.target_params"]
-    assert retry.data.tags["lmbench.resumed_from"].startswith(victim.data.tags["lmbench.checkpoint_dir"])
+    assert retry.data.tags["lmbench.resumed_from"].startswith(
+        victim.data.tags["lmbench.checkpoint_dir"]
+    )
     trials = study_of("kill", "rnn").get_trials(deepcopy=False)
     assert sorted(t.state.name for t in trials) == ["COMPLETE"] * 3 + ["FAIL"]
-    assert all(r.info.status == "FINISHED" for kind in ("scale", "model", "budget") for r in by_kind(runs_of("kill"))[kind])
+    assert all(
+        r.info.status == "FINISHED"
+        for kind in ("scale", "model", "budget")
+        for r in by_kind(runs_of("kill"))[kind]
+    )
 
 
 # -- bad input -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, where", [
-    (["--compute", "1e6"], "scale.compute"),  # too small to train the smallest rung 25 steps
-    (["--sizes", "1"], "scale.sizes"),
-    (["--models", "rnn,nope"], "scale.models.1"),
-    (["--from", "never-ran"], "scale.from"),
-])
+@pytest.mark.parametrize(
+    "args, where",
+    [
+        (["--compute", "1e6"], "scale.compute"),  # too small to train the smallest rung 25 steps
+        (["--sizes", "1"], "scale.sizes"),
+        (["--models", "rnn,nope"], "scale.models.1"),
+        (["--from", "never-ran"], "scale.from"),
+    ],
+)
 def test_bad_input_exits_2_and_creates_nothing(isolated, args, where):
     result = cli("scale", "--quick", "--models", "rnn", *args)
     assert result.exit_code == 2, result.output
     (line,) = result.output.strip().splitlines()
     assert line.startswith(f"error: {where}")
-    assert sorted(p.name for p in isolated.iterdir()) == []  # no store, studies, reports or checkpoints
+    assert (
+        sorted(p.name for p in isolated.iterdir()) == []
+    )  # no store, studies, reports or checkpoints

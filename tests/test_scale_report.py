@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from lmbench.config import load_spec, options
-from lmbench.report.scaling import ScaleSection, analyse, results_payload, scaling_frame
+from lmbench.report.scaling import ScaleSection, analyse
+from lmbench.report.scaling_files import results_payload, scaling_frame
 from lmbench.report.scaling_views import present
 from lmbench.stats.scaling import size_ladder
 from lmbench.tuning.points import eval_interval, hyperparameters, size_tolerance
@@ -36,21 +37,51 @@ def known_runs(seed: int = 0) -> pd.DataFrame:
             for params in size_ladder(1.2 * n_star, 5, 2.0):
                 flops = 6 * params + 20000
                 for run_seed in range(3):
-                    loss = (floor + amplitude * compute**-alpha + 0.05 * math.log(params / n_star) ** 2
-                            + rng.normal(0, 0.004))
-                    rows.append({"arch": arch, "compute": compute, "target": params, "params": params,
-                                 "seed": run_seed, "loss": loss, "val_loss": loss, "floor": FLOOR,
-                                 "tokens": compute / flops, "flops_per_token": flops, "spent": compute,
-                                 "spent_ratio": 1.0, "train_seconds": 1.0, "run_id": f"{arch}-{len(rows)}"})
+                    loss = (
+                        floor
+                        + amplitude * compute**-alpha
+                        + 0.05 * math.log(params / n_star) ** 2
+                        + rng.normal(0, 0.004)
+                    )
+                    rows.append(
+                        {
+                            "arch": arch,
+                            "compute": compute,
+                            "target": params,
+                            "params": params,
+                            "seed": run_seed,
+                            "loss": loss,
+                            "val_loss": loss,
+                            "floor": FLOOR,
+                            "tokens": compute / flops,
+                            "flops_per_token": flops,
+                            "spent": compute,
+                            "spent_ratio": 1.0,
+                            "train_seconds": 1.0,
+                            "run_id": f"{arch}-{len(rows)}",
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
 def section(runs: pd.DataFrame) -> ScaleSection:
-    root = SimpleNamespace(info=SimpleNamespace(run_id="root", run_name="scale-x", experiment_id="1"),
-                           data=SimpleNamespace(params={"models": "rnn,gpt", "compute": "1e9,4e9",
-                                                        "sizes": "5", "seeds": "3", "from": "None"}, tags={}))
+    root = SimpleNamespace(
+        info=SimpleNamespace(run_id="root", run_name="scale-x", experiment_id="1"),
+        data=SimpleNamespace(
+            params={
+                "models": "rnn,gpt",
+                "compute": "1e9,4e9",
+                "sizes": "5",
+                "seeds": "3",
+                "from": "None",
+            },
+            tags={},
+        ),
+    )
     sec = ScaleSection("scale", root, groups=list(LAWS), runs=runs)
-    sec.hparams = {arch: {"source": "recipe", "params": {}, "train": {"lr": 0.001}} for arch in LAWS}
+    sec.hparams = {
+        arch: {"source": "recipe", "params": {}, "train": {"lr": 0.001}} for arch in LAWS
+    }
     sec.budgets = list(BUDGETS)
     sec.analysis = analyse(runs, n_resamples=200)
     return sec
@@ -75,7 +106,9 @@ def test_known_laws_are_fitted_with_intervals_and_crossings():
     # D* = C / (6 N* + 20000) with the fitted N*
     expected = optima["compute"] / (6 * optima["n_opt"] + 20000)
     assert np.allclose(optima["d_opt"], expected, rtol=0.02)
-    assert (optima["d_opt_low"] <= optima["d_opt"]).all() and (optima["d_opt"] <= optima["d_opt_high"]).all()
+    assert (optima["d_opt_low"] <= optima["d_opt"]).all() and (
+        optima["d_opt"] <= optima["d_opt_high"]
+    ).all()
     (free_cross,) = [c for c in analysis.crossovers if c["law"] == "free E"]
     assert free_cross["found"] and free_cross["lower_above"] == "gpt"
     assert free_cross["ci_low"] <= free_cross["compute"] <= free_cross["ci_high"]
@@ -87,8 +120,14 @@ def test_the_section_renders_every_figure_and_marks_extrapolation():
     assert [f.key for f in part["figures"]] == ["isoflop", "frontier"]
     assert all(f.png.startswith(b"\x89PNG") and len(f.png) > 10_000 for f in part["figures"])
     titles = [b["title"] for b in part["blocks"]]
-    assert titles == ["Hyperparameters", "IsoFLOP curves", "Compute-optimal frontier and scaling laws",
-                      "Compute-optimal size and tokens per budget", "Crossovers", "Every run"]
+    assert titles == [
+        "Hyperparameters",
+        "IsoFLOP curves",
+        "Compute-optimal frontier and scaling laws",
+        "Compute-optimal size and tokens per budget",
+        "Crossovers",
+        "Every run",
+    ]
     crossings = next(b for b in part["blocks"] if b["title"] == "Crossovers")["view"]
     notes = [row[-1].text for row in crossings.rows]
     assert any(n.startswith(("extrapolated", "within the budgets")) for n in notes)
@@ -101,7 +140,9 @@ def test_the_section_renders_every_figure_and_marks_extrapolation():
 def test_an_unfittable_budget_is_not_drawn_and_says_what_to_train():
     runs = known_runs()
     # at the smallest budget keep only sizes below the optimum: the minimum is at the edge
-    small = runs[(runs["compute"] == BUDGETS[0]) & (runs["params"] > 0.05 * math.sqrt(BUDGETS[0]))].index
+    small = runs[
+        (runs["compute"] == BUDGETS[0]) & (runs["params"] > 0.05 * math.sqrt(BUDGETS[0]))
+    ].index
     sec = section(runs.drop(small))
     optima = sec.analysis.optima
     row = optima[(optima["arch"] == "rnn") & (optima["compute"] == BUDGETS[0])].iloc[0]
@@ -134,13 +175,21 @@ def test_hyperparameters_come_from_the_best_trial_without_sizes(isolated):
     storage = open_storage(None, "cmp")
     study = optuna.create_study(study_name=study_name("cmp", "gpt"), storage=storage)
     for value, lr in ((3.1, 0.001), (2.9, 0.004)):
-        study.add_trial(optuna.trial.create_trial(
-            params={"lr": lr, "d_model": 64, "n_layers": 3, "dropout": 0.1}, value=value,
-            distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
-                           "d_model": optuna.distributions.IntDistribution(16, 128),
-                           "n_layers": optuna.distributions.IntDistribution(1, 4),
-                           "dropout": optuna.distributions.FloatDistribution(0.0, 0.3)}))
-    spec = load_spec(None, options.overrides(True, options.scale_overrides(True, "gpt", **{"from": "cmp"})))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": lr, "d_model": 64, "n_layers": 3, "dropout": 0.1},
+                value=value,
+                distributions={
+                    "lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+                    "d_model": optuna.distributions.IntDistribution(16, 128),
+                    "n_layers": optuna.distributions.IntDistribution(1, 4),
+                    "dropout": optuna.distributions.FloatDistribution(0.0, 0.3),
+                },
+            )
+        )
+    spec = load_spec(
+        None, options.overrides(True, options.scale_overrides(True, "gpt", **{"from": "cmp"}))
+    )
     found = hyperparameters(spec, "gpt")
     assert found["params"] == {"lr": 0.004, "dropout": 0.1}  # width and depth are the ladder's
     assert found["source"].startswith("best trial 1 of study cmp/gpt")

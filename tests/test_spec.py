@@ -23,7 +23,7 @@ def test_every_shipped_spec_validates(path):
 def test_there_are_shipped_specs():
     names = {p.name for p in EXPERIMENTS}
     assert {"default.yaml", "shakespeare_char_gpt.yaml"} <= names
-    assert {load_spec(p).kind for p in EXPERIMENTS} == {"train", "tune", "compare", "ablate"}
+    assert {load_spec(p).kind for p in EXPERIMENTS} == {"train", "tune", "compare", "ablate", "scale"}
 
 
 def test_shakespeare_spec_is_nanogpt_configuration():

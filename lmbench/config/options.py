@@ -13,8 +13,10 @@ QUICK = [
     "model.preset=small", "train.budget={steps: 40}", "search.budget=null", "train.eval_interval=20",
     "train.eval_tokens=2000", "train.log_interval=5", "train.batch_size=8", "data.seq_len=32", "data.size=20000",
 ]
-# The scale --quick profile on top of QUICK: three tiny budgets, three sizes, two seeds (seconds each)
-SCALE_QUICK = ["scale.compute=[1.0e+9, 2.0e+9, 4.0e+9]", "scale.sizes=3", "scale.seeds=2"]
+# The scale --quick profile on top of QUICK: three tiny budgets, three sizes, two seeds, ladders
+# centred on larger models than the default (fewer tokens: seconds per run)
+SCALE_QUICK = ["scale.compute=[1.0e+9, 2.0e+9, 4.0e+9]", "scale.sizes=3", "scale.seeds=2",
+               "scale.tokens_per_param=20"]
 # option name -> the spec key it sets
 OPTION_KEYS = {"model": "model.arch", "data": "data.source", "seed": "train.seed", "device": "train.device",
                "tracking_uri": "tracking.tracking_uri", "trials": "search.trials", "workers": "search.workers",

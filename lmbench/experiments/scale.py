@@ -24,7 +24,8 @@ from lmbench.data import prepare_data
 from lmbench.experiments.runtree import TreeRun, ensure_run, record_spec, report_of, root_key
 from lmbench.files import report_dir
 from lmbench.report.frames import Store
-from lmbench.report.scaling import ScaleSection, scale_section, write_scale_files
+from lmbench.report.scaling import ScaleSection, scale_section
+from lmbench.report.scaling_files import write_scale_files
 from lmbench.tracking import schema
 from lmbench.tuning.points import (
     Point,
@@ -64,7 +65,9 @@ def prepare(spec: ExperimentSpec) -> dict[str, dict[str, Any]]:
     for arch in spec.scale.models:
         for compute in spec.scale.compute:
             for target in ladder(spec, compute):
-                plan_point(spec, arch, hparams[arch]["params"], vocab, compute, target, spec.train.seed)
+                plan_point(
+                    spec, arch, hparams[arch]["params"], vocab, compute, target, spec.train.seed
+                )
     return hparams
 
 
@@ -72,11 +75,21 @@ def scale(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     """Run (or continue) the sweep, then fit and write its results; returns them."""
     hparams = prepare(spec)
     scale_spec = spec.scale
-    params = {"models": ",".join(scale_spec.models), "compute": ",".join(f"{c:g}" for c in scale_spec.compute),
-              "sizes": scale_spec.sizes, "seeds": scale_spec.seeds, "ratio": scale_spec.ratio,
-              "tokens_per_param": scale_spec.tokens_per_param, "from": scale_spec.from_}
-    root = ensure_run(spec, f"scale-{spec.experiment_name}", {schema.KIND: "scale", schema.ROOT_KEY: root_key(spec)},
-                      params=params)
+    params = {
+        "models": ",".join(scale_spec.models),
+        "compute": ",".join(f"{c:g}" for c in scale_spec.compute),
+        "sizes": scale_spec.sizes,
+        "seeds": scale_spec.seeds,
+        "ratio": scale_spec.ratio,
+        "tokens_per_param": scale_spec.tokens_per_param,
+        "from": scale_spec.from_,
+    }
+    root = ensure_run(
+        spec,
+        f"scale-{spec.experiment_name}",
+        {schema.KIND: "scale", schema.ROOT_KEY: root_key(spec)},
+        params=params,
+    )
     record_spec(root, spec)
     with TreeRun(root):
         trees = []
@@ -92,19 +105,32 @@ def scale(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     return {"section": sec, "path": path, "root_run_id": root.run_id, "report": report_of(spec)}
 
 
-def _publish(spec: ExperimentSpec, arch: str, hparams: dict[str, Any], root_id: str, runs: OpenRuns) -> ArchTree:
+def _publish(
+    spec: ExperimentSpec, arch: str, hparams: dict[str, Any], root_id: str, runs: OpenRuns
+) -> ArchTree:
     """The architecture's model and budget runs (found again on a re-run), and its points queued."""
     model = runs.add(ensure_run(spec, arch, {schema.KIND: "model", schema.MODEL: arch}, root_id))
-    model.set_tags({schema.SCALE_HPARAMS: json.dumps(hparams),
-                    schema.STUDY: scale_study_name(spec.experiment_name, arch)})
+    model.set_tags(
+        {
+            schema.SCALE_HPARAMS: json.dumps(hparams),
+            schema.STUDY: scale_study_name(spec.experiment_name, arch),
+        }
+    )
     budgets = {}
     for compute in spec.scale.compute:
-        tags = {schema.KIND: "budget", schema.MODEL: arch, schema.SCALE_COMPUTE: compute_label(compute)}
+        tags = {
+            schema.KIND: "budget",
+            schema.MODEL: arch,
+            schema.SCALE_COMPUTE: compute_label(compute),
+        }
         budgets[compute] = runs.add(ensure_run(spec, f"{arch}-C{compute:.3g}", tags, model.run_id))
     # seed-major order: an interrupted sweep has whole ladders of its first seeds
-    points = [Point(compute, target, spec.train.seed + k, budgets[compute].run_id, hparams["params"])
-              for k in range(spec.scale.seeds) for compute in spec.scale.compute
-              for target in ladder(spec, compute)]
+    points = [
+        Point(compute, target, spec.train.seed + k, budgets[compute].run_id, hparams["params"])
+        for k in range(spec.scale.seeds)
+        for compute in spec.scale.compute
+        for target in ladder(spec, compute)
+    ]
     queued = publish_points(spec, arch, points)
     log.info("%s: %d points, %d queued", arch, len(points), queued)
     publish(spec, arch, model.run_id, scale=True)
@@ -118,8 +144,12 @@ def _close(spec: ExperimentSpec, tree: ArchTree, runs: OpenRuns) -> None:
     states = point_states(open_point_study(spec, tree.arch, storage))
     for compute, budget in tree.budgets.items():
         mine = [states.get(p.key) for p in tree.points if p.compute == compute]
-        budget.set_tags({schema.SCALE_POINTS_FINISHED: sum(s == "COMPLETE" for s in mine),
-                         schema.SCALE_POINTS_FAILED: sum(s == "FAIL" for s in mine)})
+        budget.set_tags(
+            {
+                schema.SCALE_POINTS_FINISHED: sum(s == "COMPLETE" for s in mine),
+                schema.SCALE_POINTS_FAILED: sum(s == "FAIL" for s in mine),
+            }
+        )
     runs.finish([*tree.budgets.values(), tree.model])
 
 

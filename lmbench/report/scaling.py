@@ -17,15 +17,13 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lmbench.config import build_spec, resolved_dict
+from lmbench.config import build_spec
 from lmbench.errors import UserError
-from lmbench.files import write_atomic
 from lmbench.report.frames import Section, Store, facts
 from lmbench.stats.scaling import CROSSOVER_HORIZON, ScalingBootstrap, bootstrap_scaling, crossover
 from lmbench.tracking import schema
@@ -63,8 +61,11 @@ class ScaleSection(Section):
 
 def scale_sections(store: Store) -> list[ScaleSection]:
     """The latest scale root of the experiment, read as a section (none: an empty list)."""
-    roots = [r for r in store.runs if r.data.tags.get(schema.KIND) == "scale"
-             and schema.PARENT_TAG not in r.data.tags]
+    roots = [
+        r
+        for r in store.runs
+        if r.data.tags.get(schema.KIND) == "scale" and schema.PARENT_TAG not in r.data.tags
+    ]
     return [scale_section(store, roots[0])] if roots else []
 
 
@@ -87,14 +88,18 @@ def scale_section(store: Store, root, own: bool = False) -> ScaleSection:
     sec.runs = pd.DataFrame(rows)
     sec.budgets = sorted(set(sec.runs["compute"])) if rows else []
     if root.info.status != "FINISHED" and not own:
-        sec.missing.insert(0, f"the scale command's root run is {root.info.status}: results are partial")
+        sec.missing.insert(
+            0, f"the scale command's root run is {root.info.status}: results are partial"
+        )
     if rows:
         sec.analysis = analyse(sec.runs)
     sec.facts = facts(store, sec)
     sec.facts["budget"] = _budget_fact(root.data.params, len(sec.runs))
     if "train_seconds" in sec.runs:
         sec.facts.pop("training time", None)
-        sec.facts["training time"] = f"{sec.runs['train_seconds'].sum() / 60:.1f} min in {len(sec.runs)} point runs"
+        sec.facts["training time"] = (
+            f"{sec.runs['train_seconds'].sum() / 60:.1f} min in {len(sec.runs)} point runs"
+        )
     return sec
 
 
@@ -112,7 +117,9 @@ def _expected(spec_yaml: str | None) -> dict[str, Any] | None:
     return {"ladders": {c: ladder(spec, c) for c in spec.scale.compute}, "seeds": seeds}
 
 
-def _points(store: Store, budget_run, arch: str, compute: float, missing: list[str]) -> list[dict[str, Any]]:
+def _points(
+    store: Store, budget_run, arch: str, compute: float, missing: list[str]
+) -> list[dict[str, Any]]:
     """One row per (size, seed) from its latest finished run; the unfinished ones are noted."""
     done: dict[tuple[str, str], Any] = {}
     others: dict[tuple[str, str], Any] = {}
@@ -122,8 +129,10 @@ def _points(store: Store, budget_run, arch: str, compute: float, missing: list[s
     for key, run in others.items():
         if key not in done:
             why = run.data.tags.get(schema.FAILURE, "")
-            missing.append(f"{arch} at C = {compute:.3g}: size {key[0]} seed {key[1]} {run.info.status}"
-                           + (f" ({why[:200]})" if why else ""))
+            missing.append(
+                f"{arch} at C = {compute:.3g}: size {key[0]} seed {key[1]} {run.info.status}"
+                + (f" ({why[:200]})" if why else "")
+            )
     return [_row(run, arch, compute) for run in done.values()]
 
 
@@ -131,29 +140,48 @@ def _row(run, arch: str, compute: float) -> dict[str, Any]:
     tags, metrics = run.data.tags, run.data.metrics
     flops = float(tags.get(schema.SCALE_FLOPS_PER_TOKEN, "nan"))
     tokens = metrics.get("tokens_seen", math.nan)
-    return {"arch": arch, "compute": compute, "target": int(tags.get(schema.SCALE_TARGET, 0)),
-            "params": int(run.data.params.get(schema.NON_EMBEDDING, 0)), "seed": int(tags.get(schema.SEED, 0)),
-            "loss": metrics.get("test_loss", math.nan), "val_loss": metrics.get("final_val_loss", math.nan),
-            "floor": metrics.get("test_floor", math.nan), "tokens": tokens, "flops_per_token": flops,
-            "spent": tokens * flops, "spent_ratio": tokens * flops / compute,
-            "train_seconds": metrics.get("train_seconds", math.nan), "run_id": run.info.run_id}
+    return {
+        "arch": arch,
+        "compute": compute,
+        "target": int(tags.get(schema.SCALE_TARGET, 0)),
+        "params": int(run.data.params.get(schema.NON_EMBEDDING, 0)),
+        "seed": int(tags.get(schema.SEED, 0)),
+        "loss": metrics.get("test_loss", math.nan),
+        "val_loss": metrics.get("final_val_loss", math.nan),
+        "floor": metrics.get("test_floor", math.nan),
+        "tokens": tokens,
+        "flops_per_token": flops,
+        "spent": tokens * flops,
+        "spent_ratio": tokens * flops / compute,
+        "train_seconds": metrics.get("train_seconds", math.nan),
+        "run_id": run.info.run_id,
+    }
 
 
-def _note_unrun(rows: list[dict[str, Any]], arch: str, compute: float, expected: dict[str, Any],
-                missing: list[str]) -> None:
+def _note_unrun(
+    rows: list[dict[str, Any]],
+    arch: str,
+    compute: float,
+    expected: dict[str, Any],
+    missing: list[str],
+) -> None:
     have = {(r["target"], r["seed"]) for r in rows if r["arch"] == arch and r["compute"] == compute}
     wanted = [(t, s) for s in expected["seeds"] for t in expected["ladders"].get(compute, ())]
     lacking = [f"{t:,}/seed {s}" for t, s in wanted if (t, s) not in have]
     if lacking:
-        missing.append(f"{arch} at C = {compute:.3g}: {len(lacking)} of {len(wanted)} points not finished "
-                       f"(size/seed {', '.join(lacking[:6])}{', ...' if len(lacking) > 6 else ''})")
+        missing.append(
+            f"{arch} at C = {compute:.3g}: {len(lacking)} of {len(wanted)} points not finished "
+            f"(size/seed {', '.join(lacking[:6])}{', ...' if len(lacking) > 6 else ''})"
+        )
 
 
 def _budget_fact(params: dict[str, str], n_runs: int) -> str:
-    return (f"compute budgets {params.get('compute', '?')} FLOPs; {params.get('sizes', '?')} sizes per "
-            f"budget, {params.get('ratio', '?')}x apart, around N = sqrt(C / (6 x "
-            f"{params.get('tokens_per_param', '?')})); {params.get('seeds', '?')} seeds; each run trains "
-            f"D = C / (its model's FLOPs per token) tokens ({n_runs} finished runs)")
+    return (
+        f"compute budgets {params.get('compute', '?')} FLOPs; {params.get('sizes', '?')} sizes per "
+        f"budget, {params.get('ratio', '?')}x apart, around N = sqrt(C / (6 x "
+        f"{params.get('tokens_per_param', '?')})); {params.get('seeds', '?')} seeds; each run trains "
+        f"D = C / (its model's FLOPs per token) tokens ({n_runs} finished runs)"
+    )
 
 
 # -- the analysis ----------------------------------------------------------------------------
@@ -161,21 +189,31 @@ def _budget_fact(params: dict[str, str], n_runs: int) -> str:
 
 def analyse(runs: pd.DataFrame, n_resamples: int = N_RESAMPLES) -> ScaleAnalysis:
     """Fits with bootstrap intervals over seeds, per architecture, and every pair's crossovers."""
-    points = runs.drop_duplicates(["arch", "compute", "params", "seed"])[["arch", "compute", "params",
-                                                                            "seed", "loss"]]
+    points = runs.drop_duplicates(["arch", "compute", "params", "seed"])[
+        ["arch", "compute", "params", "seed", "loss"]
+    ]
     floors = runs["floor"].dropna() if "floor" in runs else pd.Series(dtype=float)
     floor = float(floors.median()) if not floors.empty else None
     free = bootstrap_scaling(points, n_resamples=n_resamples)
-    fixed = bootstrap_scaling(points, floor=floor, n_resamples=n_resamples) if floor is not None else {}
-    crossovers = [_crossover(boots[a], boots[b], law) for law, boots in ((FREE, free), (FIXED, fixed))
-                  for a, b in itertools.combinations(list(boots), 2)]
+    fixed = (
+        bootstrap_scaling(points, floor=floor, n_resamples=n_resamples) if floor is not None else {}
+    )
+    crossovers = [
+        _crossover(boots[a], boots[b], law)
+        for law, boots in ((FREE, free), (FIXED, fixed))
+        for a, b in itertools.combinations(list(boots), 2)
+    ]
     return ScaleAnalysis(floor, free, fixed, _optima(runs, free), crossovers)
 
 
 def _crossover(first: ScalingBootstrap, second: ScalingBootstrap, law: str) -> dict[str, Any]:
     """The crossing of two L*(C) laws with its interval, or why there is none to compute."""
     base = {"law": law, "first": first.fit.arch, "second": second.fit.arch, "found": False}
-    unfit = [f"{b.fit.arch}: {b.fit.loss_law.reason}" for b in (first, second) if not b.fit.loss_law.fittable]
+    unfit = [
+        f"{b.fit.arch}: {b.fit.loss_law.reason}"
+        for b in (first, second)
+        if not b.fit.loss_law.fittable
+    ]
     if unfit:
         return {**base, "reason": "no L*(C) law to compare (" + "; ".join(unfit) + ")"}
     try:
@@ -191,18 +229,28 @@ def _optima(runs: pd.DataFrame, free: dict[str, ScalingBootstrap]) -> pd.DataFra
         intervals = {b.compute: b for b in boot.budgets}
         for parabola in boot.fit.parabolas:
             at = runs[(runs["arch"] == arch) & (runs["compute"] == parabola.compute)]
-            row = {"arch": arch, "compute": parabola.compute, "fittable": parabola.fittable,
-                   "reason": parabola.reason,
-                   "suggested_sizes": ", ".join(f"{n:,}" for n in sorted(parabola.suggested_sizes))}
+            row = {
+                "arch": arch,
+                "compute": parabola.compute,
+                "fittable": parabola.fittable,
+                "reason": parabola.reason,
+                "suggested_sizes": ", ".join(f"{n:,}" for n in sorted(parabola.suggested_sizes)),
+            }
             got = intervals.get(parabola.compute)
-            for name, interval in (("n_opt", got.n_opt if got else None), ("loss_opt", got.loss_opt if got else None)):
+            for name, interval in (
+                ("n_opt", got.n_opt if got else None),
+                ("loss_opt", got.loss_opt if got else None),
+            ):
                 row[name] = interval.estimate if interval else math.nan
                 row[f"{name}_low"] = interval.low if interval else math.nan
                 row[f"{name}_high"] = interval.high if interval else math.nan
             tokens = _tokens_at(at, parabola.compute)
             # D falls as N grows, so the size interval's ends swap
-            row.update(d_opt=tokens(row["n_opt"]), d_opt_low=tokens(row["n_opt_high"]),
-                       d_opt_high=tokens(row["n_opt_low"]))
+            row.update(
+                d_opt=tokens(row["n_opt"]),
+                d_opt_low=tokens(row["n_opt_high"]),
+                d_opt_high=tokens(row["n_opt_low"]),
+            )
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -210,13 +258,21 @@ def _optima(runs: pd.DataFrame, free: dict[str, ScalingBootstrap]) -> pd.DataFra
 def _tokens_at(points: pd.DataFrame, compute: float):
     """D(N) = C / F(N) at one budget: F between the budget's measured sizes piecewise linear in
     log-log (the end segments extended), since F is no power law (the head's cost is fixed)."""
-    sizes = points[["params", "flops_per_token"]].dropna().drop_duplicates("params").sort_values("params")
+    sizes = (
+        points[["params", "flops_per_token"]]
+        .dropna()
+        .drop_duplicates("params")
+        .sort_values("params")
+    )
     if len(sizes) < 2:
         return lambda n: math.nan
-    log_n, log_f = np.log(sizes["params"].to_numpy(float)), np.log(sizes["flops_per_token"].to_numpy(float))
+    log_n, log_f = (
+        np.log(sizes["params"].to_numpy(float)),
+        np.log(sizes["flops_per_token"].to_numpy(float)),
+    )
 
     def tokens(n: float) -> float:
-        if not (_finite(n) and n > 0):
+        if not (finite(n) and n > 0):
             return math.nan
         x = math.log(n)
         k = int(np.clip(np.searchsorted(log_n, x), 1, len(log_n) - 1))
@@ -226,88 +282,8 @@ def _tokens_at(points: pd.DataFrame, compute: float):
     return tokens
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
     try:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
-
-
-# -- results files ---------------------------------------------------------------------------
-
-
-def results_payload(sec: ScaleSection, experiment: str) -> dict[str, Any]:
-    """results.json: the settings, every point, every fit (both laws), every crossover."""
-    analysis = sec.analysis
-    meta = {"experiment": experiment, "kind": "scale", "root_run_id": sec.root_id,
-            "hparams": sec.hparams, "budgets": sec.budgets, "floor": analysis.floor if analysis else None,
-            "loss": "test loss (nats/token) of each run at the end of its budget",
-            "confidence": 0.95, "ci": "percentile bootstrap over seeds (lmbench.stats.scaling)",
-            "crossover_window": f"[C_min, {CROSSOVER_HORIZON:g} x C_max] of the budgets both fitted"}
-    if sec.spec_yaml:
-        import yaml
-
-        meta["spec"] = resolved_dict(build_spec(yaml.safe_load(sec.spec_yaml)))
-    fits = {}
-    if analysis is not None:
-        fits = {arch: {"free": boot.to_dict(), "fixed": analysis.fixed[arch].to_dict() if arch in analysis.fixed
-                       else None} for arch, boot in analysis.free.items()}
-    return {"meta": meta, "points": _records(sec.runs), "missing": sec.missing,
-            "optima": _records(analysis.optima) if analysis else [], "fits": fits,
-            "crossovers": analysis.crossovers if analysis else []}
-
-
-def scaling_frame(sec: ScaleSection) -> pd.DataFrame:
-    """scaling.csv: one table, a ``record`` column says what each row is (point, optimum, law,
-    crossover)."""
-    parts = [sec.runs.assign(record="point")]
-    analysis = sec.analysis
-    if analysis is not None:
-        parts.append(analysis.optima.assign(record="optimum"))
-        parts.append(pd.DataFrame([law_row(arch, law, boot) for law, boots in analysis.laws()
-                                   for arch, boot in boots.items()]).assign(record="law"))
-        if analysis.crossovers:
-            parts.append(pd.DataFrame(analysis.crossovers).assign(record="crossover"))
-    frame = pd.concat([p for p in parts if not p.empty], ignore_index=True)
-    return frame[["record", *[c for c in frame.columns if c != "record"]]]
-
-
-def law_row(arch: str, law: str, boot: ScalingBootstrap) -> dict[str, Any]:
-    """One architecture's laws and their intervals, flat (the exponents table and scaling.csv)."""
-    fit = boot.fit
-    row: dict[str, Any] = {"arch": arch, "law": law, "n_budgets": len(fit.fitted),
-                           "n_opt_fittable": fit.n_opt_law.fittable, "loss_fittable": fit.loss_law.fittable,
-                           "reason": _law_reason(boot),
-                           "rmse": fit.loss_law.rmse, "resamples_failed": boot.n_failed,
-                           "resampling": boot.resampling}
-    for name in ("n_opt_exponent", "n_opt_coefficient", "alpha", "floor", "amplitude"):
-        interval = getattr(boot, name)
-        row.update({name: interval.estimate, f"{name}_low": interval.low, f"{name}_high": interval.high})
-    return row
-
-
-def _law_reason(boot: ScalingBootstrap) -> str:
-    """Why a law or its intervals are missing, once (no fitted budget explains all of them)."""
-    fit = boot.fit
-    if not fit.fitted:
-        return "no budget has a fittable parabola"
-    reasons = (fit.n_opt_law.reason, fit.loss_law.reason, boot.reason)
-    return "; ".join(dict.fromkeys(r for r in reasons if r))
-
-
-def write_scale_files(sec: ScaleSection, experiment: str, out: Path) -> Path:
-    """reports/<experiment>/results.json and scaling.csv; returns the CSV's path."""
-    payload = results_payload(sec, experiment)
-    write_atomic(out / "results.json", json.dumps(payload, indent=2, default=_json_default))
-    write_atomic(out / "scaling.csv", scaling_frame(sec).to_csv(index=False))
-    return out / "scaling.csv"
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return json.loads(frame.to_json(orient="records")) if not frame.empty else []
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)

@@ -31,8 +31,9 @@ def _axes_grid(panels: int, width: float, height: float) -> Iterator[tuple]:
     cols = min(panels, 4)
     rows = math.ceil(panels / cols)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
-        fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), dpi=DPI,
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(width * cols, height * rows), dpi=DPI, squeeze=False
+        )
         try:
             flat = list(axes.ravel())
             for extra in flat[panels:]:
@@ -42,7 +43,9 @@ def _axes_grid(panels: int, width: float, height: float) -> Iterator[tuple]:
             plt.close(fig)
 
 
-def isoflop_png(runs: pd.DataFrame, free: dict[str, ScalingBootstrap], colors: dict[str, str]) -> bytes:
+def isoflop_png(
+    runs: pd.DataFrame, free: dict[str, ScalingBootstrap], colors: dict[str, str]
+) -> bytes:
     """Loss against size, one panel per budget: every seed's run (faint), the mean per size, and
     the fitted parabola with its vertex (a star) where the budget was fittable. (No floor line:
     it would squash the curves; the frontier shows it.)"""
@@ -75,21 +78,35 @@ def _parabola(boot: ScalingBootstrap | None, compute: float) -> ParabolaFit | No
     return next((p for p in boot.fit.parabolas if p.compute == compute), None)
 
 
-def _isoflop_arch(ax, points: pd.DataFrame, parabola: ParabolaFit | None, color: str, arch: str) -> None:
+def _isoflop_arch(
+    ax, points: pd.DataFrame, parabola: ParabolaFit | None, color: str, arch: str
+) -> None:
     ax.scatter(points["params"], points["loss"], color=color, alpha=0.35, s=14, lw=0)
     means = points.groupby("params")["loss"].mean()
     fitted = parabola is not None and parabola.fittable
-    ax.plot(means.index, means.to_numpy(), "o", color=color, ms=5,
-            label=arch if fitted else f"{arch} (no fit)")
+    ax.plot(
+        means.index,
+        means.to_numpy(),
+        "o",
+        color=color,
+        ms=5,
+        label=arch if fitted else f"{arch} (no fit)",
+    )
     if fitted:
         a, b, c = parabola.coef
         grid = np.linspace(math.log(means.index.min()), math.log(means.index.max()), 100)
         ax.plot(np.exp(grid), a * grid**2 + b * grid + c, color=color, lw=1.5)
-        ax.plot([parabola.n_opt], [parabola.loss_opt], "*", color=color, ms=14, mec="black", mew=0.6)
+        ax.plot(
+            [parabola.n_opt], [parabola.loss_opt], "*", color=color, ms=14, mec="black", mew=0.6
+        )
 
 
-def frontier_png(free: dict[str, ScalingBootstrap], fixed: dict[str, ScalingBootstrap],
-                 colors: dict[str, str], floor: float | None) -> bytes:
+def frontier_png(
+    free: dict[str, ScalingBootstrap],
+    fixed: dict[str, ScalingBootstrap],
+    colors: dict[str, str],
+    floor: float | None,
+) -> bytes:
     """Left: L*(C) on log-log axes, the fitted law E + A C^-alpha with its band (and, dotted, the
     law with E at the entropy floor, and the floor itself). Right: N*(C) and its power law."""
     with _axes_grid(2, 5.2, 4.2) as (fig, (loss_ax, size_ax)):
@@ -111,8 +128,9 @@ def frontier_png(free: dict[str, ScalingBootstrap], fixed: dict[str, ScalingBoot
         return png(fig)
 
 
-def _frontier_arch(loss_ax, size_ax, boot: ScalingBootstrap, fixed: ScalingBootstrap | None,
-                   color: str, arch: str) -> None:
+def _frontier_arch(
+    loss_ax, size_ax, boot: ScalingBootstrap, fixed: ScalingBootstrap | None, color: str, arch: str
+) -> None:
     if not boot.budgets:
         return
     compute = np.array([b.compute for b in boot.budgets])
@@ -137,7 +155,9 @@ def _frontier_arch(loss_ax, size_ax, boot: ScalingBootstrap, fixed: ScalingBoots
         _solid_then_dashed(size_ax, grid, np.asarray(size_law.predict(grid)), inside, color)
 
 
-def _solid_then_dashed(ax, grid: np.ndarray, values: np.ndarray, inside: np.ndarray, color: str) -> None:
+def _solid_then_dashed(
+    ax, grid: np.ndarray, values: np.ndarray, inside: np.ndarray, color: str
+) -> None:
     ax.plot(grid[inside], values[inside], "-", color=color, lw=1.6)
     outside = ~inside
     outside[np.argmax(outside) - 1] = True  # join the dashed part to the solid one

@@ -88,9 +88,14 @@ def scale_study_name(experiment: str, arch: str) -> str:
 
 def open_point_study(spec: ExperimentSpec, arch: str, storage):
     """The points study of ``arch``: its sampler is never asked (points are fixed), so any will do."""
-    return optuna.create_study(study_name=scale_study_name(spec.experiment_name, arch), storage=storage,
-                               sampler=optuna.samplers.RandomSampler(seed=spec.search.seed),
-                               pruner=optuna.pruners.NopPruner(), direction="minimize", load_if_exists=True)
+    return optuna.create_study(
+        study_name=scale_study_name(spec.experiment_name, arch),
+        storage=storage,
+        sampler=optuna.samplers.RandomSampler(seed=spec.search.seed),
+        pruner=optuna.pruners.NopPruner(),
+        direction="minimize",
+        load_if_exists=True,
+    )
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -116,8 +121,15 @@ def eval_interval(steps: int, evaluations: int) -> int:
     return min(d for d in range(1, steps + 1) if steps % d == 0 and d * evaluations >= steps)
 
 
-def plan_point(spec: ExperimentSpec, arch: str, hparams: dict[str, Any], vocab: int, compute: float,
-               target: int, seed: int) -> PointPlan:
+def plan_point(
+    spec: ExperimentSpec,
+    arch: str,
+    hparams: dict[str, Any],
+    vocab: int,
+    compute: float,
+    target: int,
+    seed: int,
+) -> PointPlan:
     """The training spec of one point; a SpecError naming ``scale.compute`` when the budget cannot
     train this size (no such model, or too few steps to spend C within 2%)."""
     import torch
@@ -128,30 +140,46 @@ def plan_point(spec: ExperimentSpec, arch: str, hparams: dict[str, Any], vocab: 
     base = model_spec(spec, arch, hparams)
     preset = base.model.preset
     try:
-        overrides, counts = match_params(arch, vocab, preset, dict(base.model.config), target,
-                                         size_tolerance(spec.scale.ratio))
+        overrides, counts = match_params(
+            arch, vocab, preset, dict(base.model.config), target, size_tolerance(spec.scale.ratio)
+        )
     except SizingError as error:
-        raise SpecError("scale.compute", f"{compute:.3g} FLOPs: the ladder needs {arch} of {target:,} "
-                        f"non-embedding parameters, which cannot be built ({error.reason})") from None
+        raise SpecError(
+            "scale.compute",
+            f"{compute:.3g} FLOPs: the ladder needs {arch} of {target:,} "
+            f"non-embedding parameters, which cannot be built ({error.reason})",
+        ) from None
     with torch.device("meta"):  # counting only: no memory, no random draws
         flops = build_model(arch, vocab, preset, overrides).flops_per_token(base.data.seq_len)
     batch = base.train.batch_size * base.data.seq_len
     steps = round(compute / flops / batch)
     if steps < MIN_STEPS:
-        raise SpecError("scale.compute", f"{compute:.3g} FLOPs is too small for {arch} of "
-                        f"{counts['non_embedding']:,} parameters: {compute / flops:,.0f} tokens = {steps} "
-                        f"steps of {batch} tokens (< {MIN_STEPS}); raise the budgets or lower "
-                        "train.batch_size, data.seq_len or scale.sizes")
-    extra = [f"model.config={json.dumps(overrides)}", f"train.budget={{tokens: {steps * batch}}}",
-             f"train.seed={seed}", "train.early_stopping=null",
-             f"train.eval_interval={eval_interval(steps, spec.scale.evaluations)}", *budget_schedule(spec, base)]
-    return PointPlan(build_spec(dump_raw(base), extra), counts["non_embedding"], flops, steps * batch, steps)
+        raise SpecError(
+            "scale.compute",
+            f"{compute:.3g} FLOPs is too small for {arch} of "
+            f"{counts['non_embedding']:,} parameters: {compute / flops:,.0f} tokens = {steps} "
+            f"steps of {batch} tokens (< {MIN_STEPS}); raise the budgets or lower "
+            "train.batch_size, data.seq_len or scale.sizes",
+        )
+    extra = [
+        f"model.config={json.dumps(overrides)}",
+        f"train.budget={{tokens: {steps * batch}}}",
+        f"train.seed={seed}",
+        "train.early_stopping=null",
+        f"train.eval_interval={eval_interval(steps, spec.scale.evaluations)}",
+        *budget_schedule(spec, base),
+    ]
+    return PointPlan(
+        build_spec(dump_raw(base), extra), counts["non_embedding"], flops, steps * batch, steps
+    )
 
 
 def budget_schedule(spec: ExperimentSpec, base: ExperimentSpec) -> list[str]:
     """A point anneals within its own budget: a plateau or exponential schedule (the recurrent
     recipe's) follows evaluations or steps, not D, so it becomes cosine unless the spec named it."""
-    if base.train.schedule.kind in ("plateau", "exponential") and not is_set(spec.train.schedule, "kind"):
+    if base.train.schedule.kind in ("plateau", "exponential") and not is_set(
+        spec.train.schedule, "kind"
+    ):
         return ["train.schedule.kind=cosine"]
     return []
 
@@ -160,8 +188,14 @@ def training_summary(spec: ExperimentSpec, arch: str, params: dict[str, Any]) ->
     """The settings every point of ``arch`` trains with (for the report)."""
     base = model_spec(spec, arch, params)
     train = build_spec(dump_raw(base), budget_schedule(spec, base)).train
-    return {"optimizer": train.optimizer.kind, "lr": train.lr, "weight_decay": train.weight_decay,
-            "grad_clip": train.grad_clip, "schedule": train.schedule.kind, "batch_size": train.batch_size}
+    return {
+        "optimizer": train.optimizer.kind,
+        "lr": train.lr,
+        "weight_decay": train.weight_decay,
+        "grad_clip": train.grad_clip,
+        "schedule": train.schedule.kind,
+        "batch_size": train.batch_size,
+    }
 
 
 def hyperparameters(spec: ExperimentSpec, arch: str) -> dict[str, Any]:
@@ -183,15 +217,23 @@ def _best_trial(spec: ExperimentSpec, arch: str) -> tuple[str, dict[str, Any]] |
     if source is None:
         return None
     if spec.search.storage is None and not default_storage_path(source).is_file():
-        raise UserError("scale.from", f"no studies of experiment {source!r} in {STUDIES_DIR}/ "
-                        "(run its compare or tune first, or pass --storage)")
+        raise UserError(
+            "scale.from",
+            f"no studies of experiment {source!r} in {STUDIES_DIR}/ "
+            "(run its compare or tune first, or pass --storage)",
+        )
     name = study_name(source, arch)
     try:
-        study = optuna.load_study(study_name=name, storage=open_storage(spec.search.storage, source))
+        study = optuna.load_study(
+            study_name=name, storage=open_storage(spec.search.storage, source)
+        )
     except KeyError:
         raise UserError("scale.from", f"experiment {source!r} has no study {name!r}") from None
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
     if not done:
         raise UserError("scale.from", f"study {name!r} has no completed trial")
     best = min(done, key=lambda t: t.value)
@@ -212,8 +254,11 @@ def orphans(study) -> list[int]:
     way that counts (:func:`lmbench.tuning.trials.counted`)."""
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY, [])}
-    held = {t.user_attrs.get(POINT_ATTR) for t in trials
-            if t.state in (TrialState.RUNNING, TrialState.WAITING) or counted(t, retried)}
+    held = {
+        t.user_attrs.get(POINT_ATTR)
+        for t in trials
+        if t.state in (TrialState.RUNNING, TrialState.WAITING) or counted(t, retried)
+    }
     return [k for k in range(len(stored_points(study))) if k not in held]
 
 
@@ -274,15 +319,38 @@ def run_point(study, trial, spec: ExperimentSpec, arch: str, storage, live) -> s
         return tell_failed(study, trial, "no scale point is left to run")
     point = stored_points(study)[index]
     try:
-        plan = plan_point(spec, arch, point.params, prepare_data(spec.data).vocab_size, point.compute,
-                          point.target, point.seed)
+        plan = plan_point(
+            spec,
+            arch,
+            point.params,
+            prepare_data(spec.data).vocab_size,
+            point.compute,
+            point.target,
+            point.seed,
+        )
     except SpecError as error:
         return tell_failed(study, trial, f"invalid point: {error}")
-    tags = {schema.KIND: "point", schema.STAGE: schema.SCALE_STAGE, schema.MODEL: arch,
-            schema.SEED: str(point.seed), schema.SCALE_COMPUTE: compute_label(point.compute),
-            schema.SCALE_TARGET: str(point.target), schema.SCALE_TOKENS: str(plan.tokens),
-            schema.SCALE_FLOPS_PER_TOKEN: repr(plan.flops_per_token), schema.STUDY: study.study_name,
-            schema.TRIAL_NUMBER: str(trial.number), schema.WORKER_PID: str(os.getpid())}
+    tags = {
+        schema.KIND: "point",
+        schema.STAGE: schema.SCALE_STAGE,
+        schema.MODEL: arch,
+        schema.SEED: str(point.seed),
+        schema.SCALE_COMPUTE: compute_label(point.compute),
+        schema.SCALE_TARGET: str(point.target),
+        schema.SCALE_TOKENS: str(plan.tokens),
+        schema.SCALE_FLOPS_PER_TOKEN: repr(plan.flops_per_token),
+        schema.STUDY: study.study_name,
+        schema.TRIAL_NUMBER: str(trial.number),
+        schema.WORKER_PID: str(os.getpid()),
+    }
     name = f"{arch}-C{point.compute:.3g}-N{plan.params}-seed{point.seed}"
-    return train_told(study, trial, plan.spec, live, tags, parent_run_id=point.parent, run_name=name,
-                      final_splits=("val", "test"))
+    return train_told(
+        study,
+        trial,
+        plan.spec,
+        live,
+        tags,
+        parent_run_id=point.parent,
+        run_name=name,
+        final_splits=("val", "test"),
+    )
