@@ -121,6 +121,28 @@ def interleaved(pairs: int, run_a: Callable[[], float], run_b: Callable[[], floa
     return a_times, b_times
 
 
+def rounds(n: int, runs: dict[str, Callable[[], float]], label: str = "") -> dict[str, list[float]]:
+    """Each of ``runs`` once per round, in order (A B C A B C ...), ``n`` rounds: the timings by
+    name. :func:`interleaved` for more than two variants; ratios of any two of them are per round."""
+    out: dict[str, list[float]] = {name: [] for name in runs}
+    for i in range(n):
+        for name, run in runs.items():
+            out[name].append(run())
+        say(f"{label} round {i + 1}/{n}: " + "  ".join(f"{k} {v[-1]:.3f}s" for k, v in out.items()))
+    return out
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median and range of a figure measured several times."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "values": [round(v, 6) for v in values]}
+
+
+def span(stats: dict[str, Any], fmt: str = "{:.2f}") -> str:
+    """``median (min-max)`` of :func:`spread` or :func:`ratio_stats`, for a summary line."""
+    return f"{fmt.format(stats['median'])} ({fmt.format(stats['min'])}\u2013{fmt.format(stats['max'])})"
+
+
 def ratio_stats(a: list[float], b: list[float]) -> dict[str, Any]:
     """Median (and spread) of the per-pair ratios A/B."""
     ratios = [x / y for x, y in zip(a, b, strict=True)]
