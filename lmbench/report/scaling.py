@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lmbench.config import build_spec
+from lmbench.config import ExperimentSpec, build_spec
 from lmbench.errors import UserError
 from lmbench.report.frames import Section, Store, facts
 from lmbench.stats.scaling import CROSSOVER_HORIZON, ScalingBootstrap, bootstrap_scaling, crossover
@@ -74,7 +74,8 @@ def scale_section(store: Store, root, own: bool = False) -> ScaleSection:
     (``own``: read by the command that holds the root open, whose RUNNING state is no news)."""
     sec = ScaleSection("scale", root)
     sec.spec_yaml = store.artifact_text(root.info.run_id, "spec.yaml")
-    expected = _expected(sec.spec_yaml)
+    spec = _sweep_spec(sec.spec_yaml)  # the latest invocation's (a re-run may add budgets)
+    expected = _expected(spec) if spec is not None else None
     rows: list[dict[str, Any]] = []
     for model_run in reversed(store.kids(root, "model")):  # oldest first: the order they ran in
         arch = schema.model_of(model_run.data.tags) or model_run.info.run_name
@@ -94,7 +95,8 @@ def scale_section(store: Store, root, own: bool = False) -> ScaleSection:
     if rows:
         sec.analysis = analyse(sec.runs)
     sec.facts = facts(store, sec)
-    sec.facts["budget"] = _budget_fact(root.data.params, len(sec.runs))
+    settings = spec.scale.model_dump(by_alias=True) if spec is not None else root.data.params
+    sec.facts["budget"] = _budget_fact(settings, len(sec.runs))
     if "train_seconds" in sec.runs:
         sec.facts.pop("training time", None)
         sec.facts["training time"] = (
@@ -103,16 +105,20 @@ def scale_section(store: Store, root, own: bool = False) -> ScaleSection:
     return sec
 
 
-def _expected(spec_yaml: str | None) -> dict[str, Any] | None:
-    """Target sizes per budget and the seeds the sweep's spec asks for (None: spec unreadable)."""
+def _sweep_spec(spec_yaml: str | None) -> ExperimentSpec | None:
+    """The sweep's spec from the root's ``spec.yaml`` (None: absent or unreadable)."""
     if not spec_yaml:
         return None
     import yaml
 
     try:
-        spec = build_spec(yaml.safe_load(spec_yaml))
+        return build_spec(yaml.safe_load(spec_yaml))
     except (UserError, yaml.YAMLError):
         return None
+
+
+def _expected(spec: ExperimentSpec) -> dict[str, Any]:
+    """Target sizes per budget and the seeds the sweep's spec asks for."""
     seeds = [spec.train.seed + k for k in range(spec.scale.seeds)]
     return {"ladders": {c: ladder(spec, c) for c in spec.scale.compute}, "seeds": seeds}
 
@@ -175,9 +181,12 @@ def _note_unrun(
         )
 
 
-def _budget_fact(params: dict[str, str], n_runs: int) -> str:
+def _budget_fact(params: dict[str, Any], n_runs: int) -> str:
+    """The sweep's settings in one line (from its spec, or the root's params)."""
+    compute = params.get("compute", "?")
+    compute = ", ".join(f"{c:.3g}" for c in compute) if isinstance(compute, list) else compute
     return (
-        f"compute budgets {params.get('compute', '?')} FLOPs; {params.get('sizes', '?')} sizes per "
+        f"compute budgets {compute} FLOPs; {params.get('sizes', '?')} sizes per "
         f"budget, {params.get('ratio', '?')}x apart, around N = sqrt(C / (6 x "
         f"{params.get('tokens_per_param', '?')})); {params.get('seeds', '?')} seeds; each run trains "
         f"D = C / (its model's FLOPs per token) tokens ({n_runs} finished runs)"

@@ -72,7 +72,10 @@ def scaling_frame(sec: ScaleSection) -> pd.DataFrame:
         )
         if analysis.crossovers:
             parts.append(pd.DataFrame(analysis.crossovers).assign(record="crossover"))
-    frame = pd.concat([p for p in parts if not p.empty], ignore_index=True)
+    parts = [p for p in parts if not p.empty]
+    if not parts:  # no point finished (yet): the header alone
+        return pd.DataFrame(columns=["record"])
+    frame = pd.concat(parts, ignore_index=True)
     return frame[["record", *[c for c in frame.columns if c != "record"]]]
 
 

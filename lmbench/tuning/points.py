@@ -159,7 +159,7 @@ def plan_point(
             f"{compute:.3g} FLOPs is too small for {arch} of "
             f"{counts['non_embedding']:,} parameters: {compute / flops:,.0f} tokens = {steps} "
             f"steps of {batch} tokens (< {MIN_STEPS}); raise the budgets or lower "
-            "train.batch_size, data.seq_len or scale.sizes",
+            "train.batch_size, data.seq_len or scale.ratio",
         )
     extra = [
         f"model.config={json.dumps(overrides)}",
