@@ -37,11 +37,13 @@ BENCHMARKS = {  # name -> script, in the order they run
     "throughput": "bench_throughput.py",
     "memory": "bench_memory.py",
     "nanogpt_reference": "bench_reference.py",
+    "word_lm_reference": "bench_wordlm.py",
     "cli_startup": "bench_cli.py",
     "workers_scaling": "bench_workers.py",
     "distributed_scaling": "bench_distributed.py",
     "search_efficiency": "bench_search.py",
     "default_compare": "bench_compare.py",
+    "shakespeare_compare": "bench_shakespeare_compare.py",
     "default_scale": "bench_scale.py",
     "generation": "bench_generate.py",
 }

@@ -116,7 +116,10 @@ def train(
     quick: QuickOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train one model, evaluate it on val and test, and record everything in MLflow."""
+    """Train one model, evaluate it on val and test, and record everything in MLflow.
+
+    Settings the spec leaves to their defaults come from the architecture's recipe (`lmbench
+    models`); on a named or user corpus an unset budget is one epoch (printed with its reason)."""
     from lmbench.config import load_spec, options
     from lmbench.errors import SpecError
     from lmbench.experiments.single import resume_training, run_training
@@ -168,7 +171,12 @@ def compare(
     quick: QuickOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Tune every model with the same budget, retrain each best config with K seeds, compare them."""
+    """Tune every model with the same budget, retrain each best config with K seeds, compare them.
+
+    Each architecture is trained and tuned with its own recipe (optimizer, lr range, warmup, clipping,
+    schedule; `lmbench models`) wherever the spec sets nothing; unset budgets scale with a named or
+    user corpus. Ends with adequacy verdicts: did each search level off, did the final runs converge,
+    and what difference could the seeds detect (80% power, alpha 0.05)."""
     from lmbench.config import load_spec, options
     from lmbench.experiments.compare import compare as run_compare
     from lmbench.report.terminal import print_results
@@ -186,7 +194,7 @@ def compare(
 @user_errors
 def ablate(
     spec: SpecArg = None,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Parameter to sweep (repeatable): dropout, lr, n_layers, ...")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Parameter to sweep (repeatable): dropout, lr, n_layers, optimizer, order (data.order), schedule, ...")] = None,
     values: Annotated[list[str] | None, typer.Option("--values", help="v1,v2,... for a single --param, or NAME=v1,v2 (repeatable).")] = None,
     model: ModelOpt = None,
     seeds: SeedsOpt = None,
@@ -198,7 +206,10 @@ def ablate(
     quick: QuickOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """One-factor-at-a-time ablation around a baseline, every value with the baseline's seeds."""
+    """One-factor-at-a-time ablation around a baseline, every value with the baseline's seeds.
+
+    Another optimizer starts from its recipe's learning rate; the output states the smallest
+    difference the seeds could detect."""
     from lmbench.config import load_spec, options
     from lmbench.experiments.ablate import ablate as run_ablate
     from lmbench.report.terminal import print_results
@@ -380,7 +391,7 @@ def server(
 @app.command()
 @user_errors
 def models() -> None:
-    """List the architectures with their parameters, defaults and size presets."""
+    """List the architectures with their parameters, defaults, size presets, training recipe and batch order."""
     from lmbench.report.terminal import print_models
 
     print_models()

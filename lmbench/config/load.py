@@ -53,7 +53,8 @@ def model_spec(spec: ExperimentSpec, arch: str, params: dict[str, Any] | None = 
 def with_recipe(train: dict[str, Any], recipe, kind: str | None = None) -> dict[str, Any]:
     """The ``train`` section the user set (``dump_raw``: set values only) laid over ``recipe``.
 
-    Every value the user set wins; the optimizer and schedule sections merge field by field.
+    Every value the user set wins; the optimizer and schedule sections merge field by field (a
+    warmup the user set, in steps or as a fraction, replaces the recipe's).
     ``kind`` (a searched or ablated optimizer) replaces a different optimizer the user named.
     The recipe's lr and weight decay follow the optimizer: for an optimizer other than the
     recipe's own they are that optimizer's defaults (:meth:`~lmbench.models.recipes.Recipe.train_section`).
@@ -68,7 +69,10 @@ def with_recipe(train: dict[str, Any], recipe, kind: str | None = None) -> dict[
     base = recipe.train_section(kind)
     merged = {**base, **user}
     merged["optimizer"] = {**base["optimizer"], **(mine or {})}
-    merged["schedule"] = {**base.get("schedule", {}), **user.get("schedule", {})}
+    schedule = base.get("schedule", {})
+    if {"warmup_steps", "warmup_fraction"} & set(user.get("schedule", {})):  # the user's warmup, not both
+        schedule = {k: v for k, v in schedule.items() if not k.startswith("warmup_")}
+    merged["schedule"] = {**schedule, **user.get("schedule", {})}
     return merged
 
 
