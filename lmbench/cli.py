@@ -66,8 +66,9 @@ def user_errors(fn):
 
         try:
             return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException):
-            raise  # typer's own ways out (typer.Exit is a RuntimeError)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort,
+                click.exceptions.ClickException):
+            raise  # the CLI's own ways out (typer.Exit is a RuntimeError)
         except UserError as e:
             if failed_run_of(e) is None:  # found before any run: the user's to fix
                 typer.echo(scrub(f"error: {e}"), err=True)
