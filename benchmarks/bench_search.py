@@ -23,7 +23,10 @@ def spec_for(name: str, sampler: str, pruner: str, trials: int, smoke: bool):
     from lmbench.config import build_spec
 
     tokens = 20_000 if smoke else 100_000
-    overrides = [f"name={name}", "model.arch=gru", "model.preset=small", f"train.budget={{tokens: {tokens}}}",
+    # AdamW, clip 1 and cosine as when this benchmark was written (the gru's recipe is now SGD)
+    overrides = [f"name={name}", "model.arch=gru", "model.preset=small", "train.optimizer=adamw",
+                 "train.grad_clip=1.0", "train.schedule.kind=cosine",
+                 f"train.budget={{tokens: {tokens}}}",
                  "train.batch_size=32", "data.seq_len=32", "train.eval_interval=10", "train.eval_tokens=4000",
                  "train.device=cpu", "search.budget=null", f"search.sampler={sampler}", f"search.pruner={pruner}", f"search.trials={trials}",
                  "data.size=100000" if smoke else "data.size=400000"]
