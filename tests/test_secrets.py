@@ -11,6 +11,7 @@ table of the studies' database - only the redacted form ``user:***@`` is.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 import uuid
@@ -138,3 +139,57 @@ def check_runs(base: str, storage_url: str) -> None:
     assert "***@" in redacted
     assert all(r.data.params["search.storage"] == redacted for r in trials), [r.data.params for r in trials]
     assert all(json.dumps(r.data.params).count("***@") >= 1 for r in trials)
+
+
+# -- the redaction itself, and refusals that need no service -----------------------------------------
+
+
+def test_a_password_is_remembered_redacted_and_revealed_only_to_connect(monkeypatch):
+    for name in ("PGPASSWORD", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)  # restored afterwards: tracking_uri() sets them
+    url = "postgresql://alice:p%40ss-word@db.example:5432/studies"
+    shown = secrets.remember(url)
+    assert shown == "postgresql://alice:***@db.example:5432/studies"
+    assert secrets.reveal(shown) == url
+    # a redacted URL this process was never given: no password, so libpq reads PGPASSWORD / ~/.pgpass
+    assert secrets.reveal("postgresql://bob:***@h/db") == "postgresql://bob@h/db"
+    assert secrets.libpq_split(url) == ("postgresql://alice@db.example:5432/studies", {"PGPASSWORD": "p@ss-word"})
+    said = secrets.scrub(f"cannot open {url}: password 'p@ss-word' refused")
+    assert "p@ss-word" not in said and "p%40ss-word" not in said and "alice:***@db.example" in said
+    assert secrets.tracking_uri("http://carol:pw-12345@track:5000") == "http://track:5000"
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("carol", "pw-12345")
+    assert "pw-12345" not in secrets.scrub("MLflow said: bad credentials pw-12345")
+
+
+def test_a_spec_holds_only_the_redacted_url():
+    from lmbench.config import dump_raw, flatten, load_spec, resolved_dict
+
+    spec = load_spec(None, ["search.storage=postgresql://dave:hunter2-xyz@h/db",
+                            "tracking.tracking_uri=http://erin:s3cret-xyz@t:5000"])
+    stored = json.dumps([dump_raw(spec), flatten(resolved_dict(spec))], default=str)
+    assert "hunter2-xyz" not in stored and "s3cret-xyz" not in stored
+    assert spec.search.storage == "postgresql://dave:***@h/db"
+    assert secrets.reveal(spec.search.storage) == "postgresql://dave:hunter2-xyz@h/db"
+
+
+def test_a_storage_that_does_not_open_is_named_without_its_password():
+    from lmbench.errors import SpecError
+    from lmbench.tuning.storage import open_storage
+
+    with pytest.raises(SpecError) as e:
+        open_storage("postgresql://frank:nope-pw-123@127.0.0.1:1/db", "x")  # nothing listens on port 1
+    assert "frank:***@127.0.0.1:1/db" in str(e.value) and "nope-pw-123" not in str(e.value)
+
+
+def test_a_server_other_machines_reach_needs_auth_and_the_admin_password_never_comes_from_argv(monkeypatch):
+    from typer.testing import CliRunner
+
+    from lmbench.cli import app
+
+    monkeypatch.delenv("LMBENCH_ADMIN_PASSWORD", raising=False)
+    r = CliRunner().invoke(app, ["server", "--host", "0.0.0.0"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert "error: --host: 0.0.0.0" in r.output and "--auth" in r.output and "--insecure" in r.output
+    r = CliRunner().invoke(app, ["server", "--host", "0.0.0.0", "--auth"])
+    assert r.exit_code == 2 and "LMBENCH_ADMIN_PASSWORD" in r.output and "--admin-password-file" in r.output
+    assert "--admin-password " not in CliRunner().invoke(app, ["server", "--help"]).output

@@ -25,7 +25,7 @@ from lmbench.tracking.tracker import resolve_uri
 
 NAME = "term"
 FAST = ["--quick", "--models", "rnn,gru", "--trials", "2", "--seeds", "2", "--set", f"name={NAME}",
-        "--set", "train.budget={steps: 8}", "--set", "train.eval_interval=4", "--set", "data.seq_len=16",
+        "--set", "train.budget={steps: 10}", "--set", "train.eval_interval=4", "--set", "data.seq_len=16",
         "--set", "train.eval_tokens=200", "--set", "train.final_eval_tokens=400", "--set", "data.size=4000",
         "--set", "train.log_interval=4"]
 # the libraries' routine INFO lines (Optuna, MLflow's store setup, alembic): never on the console
@@ -76,6 +76,23 @@ def test_piped_compare_shows_every_cell_and_no_library_chatter(piped):
     check_fits(out, expected_cells(work))
     said = [line for line in out.splitlines() if any(c in line for c in CHATTER)]
     assert not said, said
+
+
+def test_studies_name_their_objective_and_curves_end_with_the_budget(piped, monkeypatch):
+    import optuna
+
+    from lmbench.report.frames import load_experiment
+
+    work, _ = piped
+    monkeypatch.chdir(work)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(f"studies/{NAME}.journal"))
+    for arch in ("rnn", "gru"):  # Optuna Dashboard shows "val_loss", not "Objective 0"
+        assert optuna.load_study(study_name=f"{NAME}/{arch}", storage=storage).metric_names == ["val_loss"]
+    (section,) = load_experiment(NAME).sections
+    val = section.curves.dropna(subset=["val_loss"])
+    # evaluations every 4 steps of a 10-step budget: 4, 8 and, at the end of the budget, 10
+    assert sorted(set(val["step"])) == [4, 8, 10]
+    assert (val.groupby(["group", "seed"])["step"].max() == 10).all()
 
 
 def test_compare_table_at_80_columns(piped, monkeypatch):
