@@ -472,7 +472,9 @@ def report(
 ) -> None:
     """Write the experiment's report from the MLflow runs and Optuna studies (one self-contained HTML file)."""
     from lmbench.report import build_report
+    from lmbench.tracking.tracker import reap_store
 
+    reap_store(tracking_uri)  # runs of processes that died show as KILLED, not RUNNING
     path = build_report(experiment, tracking_uri=tracking_uri, storage=storage, out=out, fmt=format_)
     typer.echo(f"report: {path}")
     if open_:

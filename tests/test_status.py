@@ -52,3 +52,5 @@ def test_status_of_a_live_then_a_finished_experiment(isolated):
     cells = [c.strip() for c in row.split("│")[1:-1]]
     assert cells[:3] == ["rnn", "2/2", "2"] and cells[-1] == "1/1", done
     assert float(cells[6]) > 0  # best val_loss so far
+    watched = CliRunner().invoke(app, ["status", "live", "--watch", "--interval", "0.1"], env={"COLUMNS": "200"})
+    assert watched.exit_code == 0 and "live: finished" in watched.output  # --watch ends with the experiment

@@ -99,3 +99,4 @@ def reap_dead_runs(client, grace: float = GRACE_SECONDS) -> list[str]:
                     run.info.run_id, run.info.run_name, tags.get(schema.PID, "?"), tags.get(schema.HOST, "?"))
         ended.append(run.info.run_id)
     return ended
+

@@ -316,6 +316,16 @@ def _quoted(value: object) -> str:
     return f'"{text}"' if "'" in text else f"'{text}'"
 
 
+def reap_store(tracking_uri: str | None = None) -> list[str]:
+    """End the runs of dead processes in the store of ``tracking_uri`` (``alive.reap_dead_runs``);
+    a SQLite store that does not exist is not created."""
+    uri = resolve_uri(tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return []
+    _REAPED.add(uri)
+    return reap_dead_runs(MlflowClient(uri))
+
+
 def find_run(run_id: str, tracking_uri: str | None = None):
     """Fetch a run by id from the store, or None."""
 
