@@ -18,7 +18,14 @@ import click
 import typer
 
 app = typer.Typer(
-    help="Fair, reproducible language-model architecture comparisons (PyTorch + Optuna + MLflow).",
+    help="Fair, reproducible language-model architecture comparisons (PyTorch + Optuna + MLflow).\n\n"
+         "First hour: `lmbench compare --quick`, then `lmbench status NAME [--watch]`, `lmbench report NAME` "
+         "and `lmbench ui` (it prints the runs page to open). Tables fit the terminal; a failed run is one "
+         "line, exit 1 (`--debug` shows the traceback); runs of processes that died are marked KILLED by "
+         "the next command.\n\n"
+         "Passwords in --storage / --tracking-uri URLs are used, never stored or printed; better, keep "
+         "them in ~/.pgpass and MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, and share runs "
+         "with `lmbench server --auth`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -40,12 +47,7 @@ def _global_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures and the libraries' INFO "
                                         "logs (Optuna, MLflow); without it a failure is one line.")] = False,
 ) -> None:
-    """Fair, reproducible language-model architecture comparisons (PyTorch + Optuna + MLflow).
-
-    Start with `lmbench compare --quick`, then `lmbench status NAME`, `lmbench report NAME` and
-    `lmbench ui`. Passwords in --storage / --tracking-uri URLs are never stored or printed (use
-    ~/.pgpass and MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD on shared machines).
-    """
+    """Options of every command (the app's help text is Typer's ``help=`` above)."""
     from lmbench.logs import DEBUG_ENV
 
     if debug:
@@ -492,8 +494,11 @@ def status(
     storage: StorageOpt = None,
     tracking_uri: UriOpt = None,
 ) -> None:
-    """Where an experiment stands: trials per model, running trials (host, pid, device, heartbeat),
-    final seed runs and an ETA, read from its studies and MLflow store."""
+    """Where an experiment stands: trials, running trials, final seeds and an ETA, from its stores.
+
+    Per model: trials counted/total, complete, pruned, failed, running; the best val_loss so far
+    and the final seed runs done. Every running trial with its host, pid, device and heartbeat age.
+    """
     import time
 
     from rich.console import Console
@@ -521,7 +526,9 @@ def ui(
     host: Annotated[str, typer.Option("--host", help="Address to bind (default loopback; others warn).")] = "127.0.0.1",
     tracking_uri: UriOpt = None,
 ) -> None:
-    """Browse the runs in the MLflow UI on the project's tracking store, until Ctrl-C."""
+    """Browse the runs in the MLflow UI on the project's tracking store, until Ctrl-C.
+
+    Prints the runs page of the experiment with the newest run; binds loopback by default."""
     from lmbench.tracking.ui import serve
 
     code = serve(host, port, tracking_uri, echo=lambda line: typer.echo(line, err=line.startswith("warning")))
