@@ -149,19 +149,23 @@ def _frontier_arch(
         if band is not None:
             loss_ax.fill_between(grid, band[0], band[1], color=color, alpha=0.15, lw=0)
     if fixed is not None and fixed.fit.loss_law.fittable:
-        loss_ax.plot(grid, fixed.fit.loss_law.predict(grid), ":", color=color, lw=1.2)
+        values = np.asarray(fixed.fit.loss_law.predict(grid))
+        _solid_then_dashed(loss_ax, grid, values, inside, color, style=":")
     size_law = boot.fit.n_opt_law
     if size_law.fittable:
         _solid_then_dashed(size_ax, grid, np.asarray(size_law.predict(grid)), inside, color)
 
 
 def _solid_then_dashed(
-    ax, grid: np.ndarray, values: np.ndarray, inside: np.ndarray, color: str
+    ax, grid: np.ndarray, values: np.ndarray, inside: np.ndarray, color: str, style: str = "-"
 ) -> None:
-    ax.plot(grid[inside], values[inside], "-", color=color, lw=1.6)
+    """A law over the measured budgets, then beyond them marked as extrapolated: dashed (or, for
+    a dotted law, faded)."""
+    ax.plot(grid[inside], values[inside], style, color=color, lw=1.6 if style == "-" else 1.2)
     outside = ~inside
-    outside[np.argmax(outside) - 1] = True  # join the dashed part to the solid one
-    ax.plot(grid[outside], values[outside], "--", color=color, lw=1.2)
+    outside[np.argmax(outside) - 1] = True  # join the extrapolated part to the measured one
+    beyond = {"ls": "--", "lw": 1.2} if style == "-" else {"ls": style, "lw": 1.2, "alpha": 0.45}
+    ax.plot(grid[outside], values[outside], color=color, **beyond)
 
 
 def _law_band(boot: ScalingBootstrap, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

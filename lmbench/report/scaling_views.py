@@ -146,7 +146,10 @@ def _frontier_block(sec: ScaleSection, colors: dict[str, str], figure) -> dict[s
         f"dashed where extrapolated; bands: {level} intervals of the law."
     )
     if analysis.floor is not None:
-        caption += " Dotted curves: the law with E fixed at the entropy floor (dotted line)."
+        caption += (
+            " Dotted curves: the law with E fixed at the entropy floor (the dotted line), faded"
+            " where extrapolated."
+        )
     view = TableView(
         ["model", "law", "budgets fitted", "N* ∝ C^a: a", "α", "E", "A", "rmse", "note"]
     )

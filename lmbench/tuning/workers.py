@@ -317,7 +317,12 @@ def _experiment_worker(device: str | None, experiment: str, storage_url: str | N
                 spec = _joined_spec(spec_raw or raw, storage_url, tracking_uri, device, overrides)
                 live_storage = live_storage or open_storage(storage_url, experiment, Liveness.of(spec))
                 cache[name] = assignment(spec, arch, parent, live_storage, scale=scale)
-        return [cache[name] for name, *_ in found]
+        current = [cache[name] for name, *_ in found]
+        for served in current:  # a re-run of the sweep may have added points since
+            if served.scale:
+                points = with_retries(lambda study=served.study: stored_points(study), "reading the points")
+                served.total = len(points)
+        return current
 
     return work(assignments, max_trials)
 
