@@ -41,6 +41,7 @@ BENCHMARKS = {  # name -> script, in the order they run
     "cli_startup": "bench_cli.py",
     "workers_scaling": "bench_workers.py",
     "distributed_scaling": "bench_distributed.py",
+    "load": "bench_load.py",
     "search_efficiency": "bench_search.py",
     "default_compare": "bench_compare.py",
     "shakespeare_compare": "bench_shakespeare_compare.py",

@@ -20,7 +20,8 @@ from lmbench.cli import app
 from lmbench.tracking.tracker import resolve_uri
 from lmbench.tuning.storage import default_storage_path, open_storage, study_name
 
-WORKERS, TRIALS = 8, 200
+# 8 workers x 5 trials each: the 8 x 25 load is a benchmark (benchmarks/bench_load.py, `make bench`)
+WORKERS, TRIALS = 8, 40
 # what a storage or store under contention would print
 CONTENTION = re.compile(r"database is locked|IntegrityError|deadlock|could not serialize|Traceback", re.I)
 
