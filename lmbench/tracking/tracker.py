@@ -247,17 +247,15 @@ class Tracker:
                 self._inflight = self._sender.submit(self._post, self.run_id, batch, beat)
 
     def _post(self, run_id: str, batch: list, beat: bool = False) -> bool:
-        """Store ``batch``; on failure put what was not stored back in the buffer and back off."""
-        if beat and not batch:
-            batch = [None]  # one round-trip that carries only the heartbeat
-        for i in range(0, len(batch), 1000):  # MLflow caps a batch at 1000 metrics
+        """Store ``batch`` (with ``beat``, the heartbeat tag in the same round-trip, or alone when
+        there are no metrics); on failure put what was not stored back in the buffer and back off."""
+        for i in range(0, len(batch), 1000) or [0]:  # MLflow caps a batch at 1000 metrics
             tags = [RunTag(schema.HEARTBEAT, f"{time.time():.0f}")] if beat and i == 0 else []
             try:
-                self.client.log_batch(run_id, metrics=[m for m in batch[i : i + 1000] if m is not None],
-                                      tags=tags, synchronous=True)
+                self.client.log_batch(run_id, metrics=batch[i : i + 1000], tags=tags, synchronous=True)
             except Exception as e:  # noqa: BLE001 - the store is down or refused: keep the metrics
                 with self._lock:
-                    self._pending[:0] = [m for m in batch[i:] if m is not None]
+                    self._pending[:0] = batch[i:]
                 self._failures += 1
                 wait = min(MAX_BACKOFF, SEND_SECONDS * 2**self._failures)
                 self._next_send = time.monotonic() + wait
