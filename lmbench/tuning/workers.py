@@ -348,8 +348,9 @@ def join(experiment: str, storage_url: str | None, *, tracking_uri: str | None =
     deadline = time.monotonic() + wait_s
     while not found():
         if time.monotonic() > deadline:
-            raise UserError("--experiment", f"no studies of experiment {experiment!r} in "
-                            f"{storage_url or 'studies/'} after {wait_s:.0f} s (start its compare or tune first)")
+            where = secrets.redact(storage_url) or "studies/"
+            raise UserError("--experiment", f"no studies of experiment {experiment!r} in {where} after "
+                            f"{wait_s:.0f} s (start its compare or tune first)")
         log.info("waiting for the studies of experiment %s", experiment)
         time.sleep(POLL_SECONDS)
     devs = device_list(devices, "auto") if devices else [None]
