@@ -32,6 +32,7 @@ _HEADERS = {
 }
 _DELTA_CI = {"delta_vs_best": "delta_ci", "delta": "delta_ci"}
 _P_COLUMNS = {"p", "p_vs_best"}
+_LABELS = ("param", "value")  # columns that name a row (ablation tables)
 
 
 def _finite(x: Any) -> bool:
@@ -119,10 +120,14 @@ def render_tables(df: pd.DataFrame, title: str, columns: list[tuple[str, str]] |
     """:func:`render_table` split by columns into tables no wider than ``width`` (None: one table),
     each repeating the row labels, so every value is shown whole on a narrow terminal."""
     cols = list(columns) if columns is not None else _default_columns(df)
+    # an ablation's param and value name its rows: they lead every table, like a compare's model
+    cols = [c for c in cols if c[0] in _LABELS] + [c for c in cols if c[0] not in _LABELS]
     show_index = not isinstance(df.index, pd.RangeIndex)
     keys = [Column(" ", "center")] + ([Column(str(df.index.name or ""))] if show_index else [])
+    labels = [Column(header) for key, header in cols if key in _LABELS]
+    keys += labels
     heads = []
-    for key, header in cols:
+    for key, header in cols[len(labels):]:
         numeric = f"{key}_mean" in df.columns or (
             key in df.columns and pd.api.types.is_numeric_dtype(df[key].dtype)
         )
