@@ -24,7 +24,7 @@ from lmbench.data import prepare_data
 from lmbench.experiments.runtree import TreeRun, ensure_run, record_spec, report_of, root_key
 from lmbench.files import report_dir
 from lmbench.report.frames import Store
-from lmbench.report.scaling import ScaleSection, scale_section
+from lmbench.report.scaling import scale_section
 from lmbench.report.scaling_files import write_scale_files
 from lmbench.tracking import schema
 from lmbench.tuning.points import (
@@ -176,6 +176,3 @@ class OpenRuns:
         for tracker in reversed(self.open):  # children before their parents
             TreeRun(tracker).__exit__(exc_type, exc, tb)
         self.open.clear()
-
-
-__all__ = ["ScaleSection", "prepare", "scale"]

@@ -92,8 +92,15 @@ def scale_section(store: Store, root, own: bool = False) -> ScaleSection:
         sec.missing.insert(
             0, f"the scale command's root run is {root.info.status}: results are partial"
         )
-    if rows:
-        sec.analysis = analyse(sec.runs)
+    usable = (
+        sec.runs[(sec.runs["params"] > 0) & np.isfinite(sec.runs["loss"])] if rows else sec.runs
+    )
+    if len(usable) < len(sec.runs):  # a run without a size or a test loss cannot be fitted
+        sec.missing.append(
+            f"{len(sec.runs) - len(usable)} finished runs lack a size or a test loss"
+        )
+    if not usable.empty:
+        sec.analysis = analyse(usable)
     sec.facts = facts(store, sec)
     settings = spec.scale.model_dump(by_alias=True) if spec is not None else root.data.params
     sec.facts["budget"] = _budget_fact(settings, len(sec.runs))
