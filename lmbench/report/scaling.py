@@ -195,7 +195,7 @@ def _budget_fact(params: dict[str, Any], n_runs: int) -> str:
     return (
         f"compute budgets {compute} FLOPs; {params.get('sizes', '?')} sizes per "
         f"budget, {params.get('ratio', '?')}x apart, around N = sqrt(C / (6 x "
-        f"{params.get('tokens_per_param', '?')})); {params.get('seeds', '?')} seeds; each run trains "
+        f"{params.get('tokens_per_param', '?')})); {params.get('seeds', '?')} seed(s); each run trains "
         f"D = C / (its model's FLOPs per token) tokens ({n_runs} finished runs)"
     )
 

@@ -53,14 +53,27 @@ def isoflop_png(
     with _axes_grid(len(budgets), 4.2, 3.6) as (fig, axes):
         for ax, compute in zip(axes, budgets, strict=True):
             at = runs[runs["compute"] == compute]
+            unfit = []
             for arch, points in at.groupby("arch", sort=False):
                 parabola = _parabola(free.get(str(arch)), compute)
                 _isoflop_arch(ax, points, parabola, colors.get(str(arch), "#444444"), str(arch))
+                if parabola is None or not parabola.fittable:
+                    unfit.append(str(arch))
             _log_sizes(ax)
             ax.set_title(f"C = {compute:.3g} FLOPs", fontsize=10)
+            if unfit:  # per panel: a budget's fit is its own
+                ax.text(
+                    0.02,
+                    0.98,
+                    "no minimum: " + ", ".join(unfit),
+                    transform=ax.transAxes,
+                    fontsize=7,
+                    va="top",
+                    color="#56606b",
+                )
             ax.set_xlabel("non-embedding parameters N")
         axes[0].set_ylabel("test loss (nats/token)")
-        axes[0].legend(fontsize=7)
+        axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the points
         return png(fig)
 
 
@@ -84,14 +97,7 @@ def _isoflop_arch(
     ax.scatter(points["params"], points["loss"], color=color, alpha=0.35, s=14, lw=0)
     means = points.groupby("params")["loss"].mean()
     fitted = parabola is not None and parabola.fittable
-    ax.plot(
-        means.index,
-        means.to_numpy(),
-        "o",
-        color=color,
-        ms=5,
-        label=arch if fitted else f"{arch} (no fit)",
-    )
+    ax.plot(means.index, means.to_numpy(), "o", color=color, ms=5, label=arch)
     if fitted:
         a, b, c = parabola.coef
         grid = np.linspace(math.log(means.index.min()), math.log(means.index.max()), 100)
