@@ -124,14 +124,17 @@ def dump_raw(spec: ExperimentSpec) -> dict[str, Any]:
     """The spec as plain data that ``build_spec`` accepts again (aliases such as ``float``).
 
     Only the values that were set (in the YAML, by an option, a recipe or a scaled budget) are
-    written, with every section present: a value left to its default stays so wherever the spec
+    written, with the name, the kind and every section present: a value left to its default stays so wherever the spec
     travels (studies, worker processes, ``spec.yaml``, checkpoints), so an architecture's recipe
     (:func:`lmbench.config.load.model_spec`) can still tell it from a value the user chose."""
     raw = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    out: dict[str, Any] = {"name": spec.name, "kind": spec.kind}  # what the spec is, always shown first
     for name in ExperimentSpec.model_fields:
         if isinstance(getattr(spec, name), BaseModel):
-            raw.setdefault(name, {})
-    return raw
+            out[name] = raw.get(name, {})
+        elif name in raw:
+            out[name] = raw[name]
+    return out
 
 
 def is_set(section: BaseModel, name: str) -> bool:
