@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from lmbench import secrets
 from lmbench.config import param_path
 from lmbench.errors import UserError
 from lmbench.report import adequacy
@@ -154,7 +155,7 @@ def open_store(experiment: str, tracking_uri: str | None = None) -> tuple[Store,
     if exp is None or exp.lifecycle_stage != "active":
         known = sorted(e.name for e in client.search_experiments() if e.name != "Default")
         listed = ", ".join(repr(k) for k in known) or "none"
-        raise UserError("EXPERIMENT", f"no experiment {experiment!r} in {uri} (known: {listed})")
+        raise UserError("EXPERIMENT", f"no experiment {experiment!r} in {secrets.redact(uri)} (known: {listed})")
     store = Store(client, exp.experiment_id)
     if not any(r.info.status == "FINISHED" for r in store.runs):
         raise UserError(f"experiment {experiment!r}", "has no finished runs yet")
@@ -176,7 +177,8 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, storage: s
         roots = [r for r in store.runs if r.data.tags.get(schema.KIND) == kind and schema.PARENT_TAG not in r.data.tags]
         if roots:  # newest first: a changed spec makes a new root; the latest one is the answer
             sections.append(build(store, roots[0], experiment, storage))
-    return ExperimentData(experiment, resolve_uri(tracking_uri), sections)
+    # shown in the report: a store's password never is
+    return ExperimentData(experiment, secrets.redact(resolve_uri(tracking_uri)), sections)
 
 
 # -- sections --------------------------------------------------------------------------------
