@@ -12,7 +12,9 @@ untimed run of each, which also compiles the cached step):
 * the KV cache, as ``decode(..., compile=True)`` runs it (one row: the compiled fixed-shape step),
   is >= 5x faster than re-running the whole context at every step, in every round (the minimum
   of the 5 per-round ratios; the summary gives the median and the range);
-* cached (compiled and eager) and recomputed outputs are identical, and 256 tokens long;
+* cached (compiled and eager) and recomputed outputs are identical, greedy and sampled (seeded:
+  varied text, where greedy text of a briefly trained model repeats one character), and the
+  greedy ones 256 tokens long;
 * beam search, width 5, takes <= 6x the time of greedy (median of 5 rounds of beam, greedy).
 
 Reported, not judged: the eager cached step's speed-up (``compile=False``), the compile time, and
@@ -65,9 +67,25 @@ def cache_rounds(model, prompt, n_new: int, n: int) -> dict:
     first = {name: run() for name, run in runs.items()}  # the cached one compiles its step here
     t = common.rounds(n, runs, "cache")
     same = all(bool((outs[k] == outs["recompute"]).all()) for k in ("cached", "eager"))
+    sampled = same_samples(model, prompt, n_new)
     return {"ratio": common.ratio_stats(t["recompute"], t["cached"]),
             "eager_ratio": common.ratio_stats(t["recompute"], t["eager"]), "seconds": t,
-            "first_run_s": first, "tokens": outs["cached"].shape[1], "identical": same}
+            "first_run_s": first, "tokens": outs["cached"].shape[1], "identical": same and sampled,
+            "identical_greedy": same, "identical_sampled": sampled}
+
+
+def same_samples(model, prompt, n_new: int) -> bool:
+    """Sampled text (seeded, temperature 1) is the same from the compiled cache, the eager cache and
+    recomputing: a check on varied text, since a briefly trained model's greedy text repeats one
+    character. Equal draws give equal tokens unless the probabilities differ."""
+    import torch
+
+    from lmbench.generation.decoding import decode, settings
+
+    sample = settings(strategy="sample", max_tokens=n_new)
+    outs = [decode(model, prompt, sample, generator=torch.Generator().manual_seed(0), **kw)
+            for kw in ({"use_cache": False}, {"compile": True}, {})]
+    return all(bool(torch.equal(o, outs[0])) for o in outs[1:])
 
 
 def beam_rounds(model, prompt, n_new: int, n: int) -> dict:
