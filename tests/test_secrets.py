@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from _services import PG, TINY, MlflowServer, _pg_connect, lmbench, pg_url, stop_all  # noqa: F401
+from test_pg_restart import private_pg  # noqa: F401 - a throwaway PostgreSQL cluster
 
 from lmbench import secrets
 
@@ -193,3 +195,53 @@ def test_a_server_other_machines_reach_needs_auth_and_the_admin_password_never_c
     r = CliRunner().invoke(app, ["server", "--host", "0.0.0.0", "--auth"])
     assert r.exit_code == 2 and "LMBENCH_ADMIN_PASSWORD" in r.output and "--admin-password-file" in r.output
     assert "--admin-password " not in CliRunner().invoke(app, ["server", "--help"]).output
+
+
+@pytest.fixture
+def password_pg(private_pg):  # noqa: F811
+    """A private PostgreSQL cluster that asks every TCP client but ``postgres`` for a password
+    (scram-sha-256), with a role ``alice`` and her database; yields (host:port, password)."""
+    import psycopg
+
+    password = f"alice-{uuid.uuid4().hex}"
+    with psycopg.connect(private_pg.url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE alice LOGIN PASSWORD '{password}'")
+        conn.execute("CREATE DATABASE alice OWNER alice")
+    (private_pg.data / "pg_hba.conf").write_text("local all all trust\nhost all postgres 127.0.0.1/32 trust\n"
+                                                "host all all 127.0.0.1/32 scram-sha-256\n")
+    private_pg._as_postgres("pg_ctl", "-D", str(private_pg.data), "reload")
+    time.sleep(1)
+    return f"127.0.0.1:{private_pg.port}", password
+
+
+def test_passwords_come_from_the_url_pgpassword_or_pgpass_at_run_time(password_pg, tmp_path, monkeypatch):
+    import optuna
+
+    from lmbench.errors import SpecError
+    from lmbench.tuning.storage import open_storage
+
+    where, password = password_pg
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / ".pgpass"))  # libpq's ~/.pgpass, moved for the test
+    bare = f"postgresql://alice@{where}/alice"
+    with pytest.raises(SpecError) as refused:  # no password anywhere: the server says no, in one line
+        open_storage(bare, "pw")
+    assert "password authentication failed" in str(refused.value) or "no password" in str(refused.value)
+    monkeypatch.setenv("PGPASSWORD", password)  # libpq's environment
+    optuna.create_study(study_name="pw/env", storage=open_storage(bare, "pw"))
+    monkeypatch.delenv("PGPASSWORD")
+
+    pgpass = tmp_path / ".pgpass"  # as the README's multi-machine recipe sets up ~/.pgpass
+    pgpass.write_text(f"{where}:alice:alice:{password}\n")
+    pgpass.chmod(0o600)
+    redacted = f"postgresql://alice:***@{where}/alice"  # what a worker reads back from a study
+    optuna.create_study(study_name="pw/pgpass", storage=open_storage(redacted, "pw"))
+    pgpass.unlink()
+
+    given = f"postgresql://alice:{password}@{where}/alice"  # on the command line: remembered, then redacted
+    storage = open_storage(given, "pw")
+    assert {s.study_name for s in optuna.get_all_study_summaries(storage)} == {"pw/env", "pw/pgpass"}
+    assert secrets.reveal(secrets.redact(given)) == given
+    with pytest.raises(SpecError) as wrong:  # (the password a process was given last is the one it uses)
+        open_storage(f"postgresql://alice:not-{password}@{where}/alice", "pw")
+    assert f"not-{password}" not in str(wrong.value) and "alice:***@" in str(wrong.value)
