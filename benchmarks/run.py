@@ -66,6 +66,7 @@ def machine() -> dict:
         "cpu": cpu or u.machine, "uname": f"{u.system} {u.release} {u.machine}", "cpu_count": os.cpu_count(),
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(), "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "load_average_at_start": round(os.getloadavg()[0], 2),  # > ~1 on 2 cores: figures are slowed
     }
 
 
@@ -125,6 +126,7 @@ def row_of(record: dict) -> dict:
 
 def write_latest(records: list[dict], info: dict, seconds: float) -> Path:
     """latest.json and latest.md: one full run on one machine, the README table's only source."""
+    info = {**info, "load_average_at_end": round(os.getloadavg()[0], 2)}
     latest = {"machine": info, "total_seconds": round(seconds, 1), "command": "make bench",
               "rows": [row_of(r) for r in records]}
     (RESULTS / "latest.json").write_text(json.dumps(latest, indent=2, default=str) + "\n")
@@ -137,7 +139,9 @@ def latest_markdown(latest: dict) -> str:
     m = latest["machine"]
     lines = [f"Measured by `{latest['command']}` on {m['cpu']}, {m['cpu_count']} CPUs, PyTorch {m['torch']} "
              f"({m['torch_threads']} threads), {m['date'][:10]}; the whole run took "
-             f"{latest['total_seconds'] / 60:.1f} min.", "",
+             f"{latest['total_seconds'] / 60:.1f} min; load average {m.get('load_average_at_start', '?')} "
+             f"at the start, {m.get('load_average_at_end', '?')} at the end (2 cores: above ~1, other "
+             "processes shared the CPU and timings are slower than on an idle machine).", "",
              "| benchmark | result | target | status | reproduce |", "|---|---|---|---|---|"]
     for row in latest["rows"]:
         cells = [row["name"], row["result"], row["target"], row["status"], f"`{row['command']}`"]
