@@ -96,3 +96,33 @@ def test_whole_comparison_and_ablation():
     abl = ablation_verdicts({"baseline": per_seed["gru"], "dropout=0.3": per_seed["lstm"]}, "baseline",
                             {"dropout=0.3": 0.5})
     assert "nothing differs significantly from baseline" in abl["lines"][1]
+
+
+def test_the_report_computes_the_same_verdicts_from_its_frames():
+    """report.adequacy feeds the same functions from a report section's frames."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from lmbench.report.adequacy import annotate
+    from lmbench.stats import ablation_table, compare_table
+
+    runs = pd.DataFrame({"group": ["gru"] * 3 + ["lstm"] * 3, "model": ["gru"] * 3 + ["lstm"] * 3,
+                         "seed": [0, 1, 2] * 2, "test_loss": [2.9, 2.95, 2.92, 3.0, 3.1, 3.02]})
+    curves = pd.DataFrame({"group": ["gru", "gru", "lstm", "lstm"], "seed": [0, 0, 0, 0], "step": [50, 100, 50, 100],
+                           "val_loss": [3.0, 2.99, 3.5, 3.0]})
+    trials = pd.DataFrame({"number": [0, 1, 2], "state": ["COMPLETE", "PRUNED", "COMPLETE"], "value": [3.0, 3.1, 2.9]})
+    sec = SimpleNamespace(kind="compare", runs=runs, curves=curves, facts={},
+                          table=compare_table(runs.drop(columns=["group"]), metric="test_loss"),
+                          studies=[SimpleNamespace(model="gru", trials=trials)])
+    annotate(sec)
+    assert list(sec.table["still_improving"]) == [False, True]  # gru first (the best), lstm still improving
+    assert "lstm: still improving" in sec.facts["convergence"] and "with 3 seeds" in sec.facts["power of the seeds"]
+    assert "gru: too few completed trials" in sec.facts["search adequacy"]
+
+    abl = runs.assign(param="dropout", value=["0.1"] * 3 + ["0.3"] * 3,
+                      group=["baseline"] * 3 + ["dropout=0.3"] * 3)
+    sec = SimpleNamespace(kind="ablate", runs=abl, curves=pd.DataFrame(), facts={}, studies=[],
+                          table=ablation_table(abl.drop(columns=["group", "model"]), {"dropout": "0.1"}))
+    annotate(sec)
+    assert "dropout=0.3" in sec.facts["power of the seeds"]

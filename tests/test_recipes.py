@@ -160,3 +160,19 @@ def test_train_on_a_user_corpus_logs_the_budget_it_chose(isolated, caplog):
         scaled, notes = budgeted(spec)
     assert scaled.train.budget.tokens > 400_000 and notes and notes[0] in caplog.text
     assert json.loads(json.dumps(notes))  # plain text, stored in results.json
+
+
+def test_a_spec_stored_before_recipes_still_loads_and_trains_as_it_did():
+    """Studies, checkpoints and spec.yaml files before 0.3 hold full dumps: `optimizer: adamw`, a
+    top-level `betas`, no `data.order`. They load, and every value in them counts as set, so the
+    recipe changes nothing a stored run or study trained with."""
+    old = build_spec({}).model_dump(mode="json", by_alias=True)
+    old["train"]["optimizer"] = "adamw"
+    old["train"]["betas"] = [0.9, 0.98]
+    del old["data"]["order"]
+    for key in ("threshold", "warmup_fraction"):
+        del old["train"]["schedule"][key]
+    spec = build_spec(old)
+    assert spec.train.optimizer.kind == "adamw" and spec.train.optimizer.betas == (0.9, 0.98)
+    lstm = model_spec(spec, "lstm").train
+    assert (lstm.optimizer.kind, lstm.lr, lstm.grad_clip, lstm.schedule.kind) == ("adamw", 3e-3, 1.0, "cosine")
