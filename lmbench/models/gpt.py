@@ -296,6 +296,9 @@ def _compiled_step(model: GPT, idx: torch.Tensor, cache: KVCache) -> torch.Tenso
         return _compiled["step"](model, idx, pos, [k for k, _ in cache.buffers],
                                  [v for _, v in cache.buffers])
     except Exception as e:  # noqa: BLE001 - any failure to compile means: decode eagerly
+        if type(e).__name__ == "FailOnRecompileLimitHit":  # graphs for too many models or batch
+            cache.compile = False  # sizes in this process: this generation goes eagerly, the others
+            return None  # already compiled still serve
         first_line = (str(e).strip().splitlines() or [""])[0]
         _compiled["failed"] = f"{type(e).__name__}: {first_line}"
         log.warning("compiled decoding step unavailable, decoding eagerly (%s)", _compiled["failed"])
