@@ -46,15 +46,18 @@ def get_path(raw: dict[str, Any], path: str) -> Any:
     return node
 
 
-def ablation_values(spec: ExperimentSpec, arch: str, name: str, baseline: Any) -> list[Any]:
-    """The values to sweep: ``ablate.values[name]``, else a grid from the search space, else the
-    choices of a categorical setting (optimizer, data.order, schedule)."""
+def ablation_values(spec: ExperimentSpec, arch: str, name: str, baseline: Any, kind: str) -> list[Any]:
+    """The values to sweep: ``ablate.values[name]``, else a grid from the search space (``lr``: the
+    range of the baseline's optimizer ``kind``), else the choices of a categorical setting
+    (optimizer, data.order, schedule)."""
 
     if name in spec.ablate.values:
         values = list(spec.ablate.values[name])
     else:
         space = space_for(spec, arch)
         path = param_path(arch, name, where="--param")
+        if path == "train.lr" and name not in space:
+            name = f"lr_{kind}"
         if name in space:
             values = grid_values(space[name])
         elif path in CHOICES:
@@ -93,7 +96,7 @@ def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     sweeps = {}
     for param, path in paths.items():
         baseline_value = get_path(resolved_dict(base), path)
-        values = ablation_values(spec, arch, param, baseline_value)
+        values = ablation_values(spec, arch, param, baseline_value, base.train.optimizer.kind)
         for value in values:  # validate every value before anything is created
             value_spec(base, arch, path, value)
         sweeps[param] = (path, baseline_value, values)
