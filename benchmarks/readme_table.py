@@ -29,20 +29,29 @@ def with_table(readme: str, table: str) -> str:
     return f"{head}{BEGIN}\n{table}{END}{tail}"
 
 
+NOT_MEASURED = ("No full `make bench` run is recorded in `benchmarks/results/latest.json` yet: run "
+                "`make bench` on an idle machine and commit its `latest.json` and `latest.md`.\n")
+
+
+def table() -> str:
+    """The README's generated block: latest.json's table, or a line saying there is none."""
+    return latest_markdown(json.loads(LATEST.read_text())) if LATEST.is_file() else NOT_MEASURED
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
     args = parser.parse_args()
     readme_path = REPO / "README.md"
     readme = readme_path.read_text(encoding="utf-8")
-    wanted = with_table(readme, latest_markdown(json.loads(LATEST.read_text())))
+    wanted = with_table(readme, table())
     if args.check:
         if wanted != readme:
             print("README.md's benchmark table differs from benchmarks/results/latest.json", file=sys.stderr)
             return 1
         return 0
     readme_path.write_text(wanted, encoding="utf-8")
-    print(f"README.md: benchmark table from {LATEST}")
+    print(f"README.md: benchmark table from {LATEST if LATEST.is_file() else 'nothing (no full run recorded)'}")
     return 0
 
 

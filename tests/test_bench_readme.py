@@ -16,15 +16,16 @@ from run import BENCHMARKS, latest_markdown  # noqa: E402
 
 
 def latest() -> dict:
-    path = REPO / "benchmarks" / "results" / "latest.json"
-    if not path.is_file():
-        pytest.fail("benchmarks/results/latest.json is missing: run `make bench` and commit it")
-    return json.loads(path.read_text())
+    if not readme_table.LATEST.is_file():
+        pytest.skip("no full `make bench` run is recorded (benchmarks/results/latest.json)")
+    return json.loads(readme_table.LATEST.read_text())
 
 
 def test_readme_table_is_latest_json():
+    """Whatever stands between the markers is generated: latest.json's table, or (no run
+    recorded) the line saying so - never figures typed by hand."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert readme == readme_table.with_table(readme, latest_markdown(latest())), (
+    assert readme == readme_table.with_table(readme, readme_table.table()), (
         "README.md's benchmark table is not benchmarks/results/latest.json: run "
         "`.venv/bin/python benchmarks/readme_table.py`")
 
@@ -40,7 +41,13 @@ def test_latest_json_is_one_full_run():
 
 
 def test_the_check_sees_a_hand_typed_figure():
-    data = latest()
-    data["rows"][0]["result"] = "typed by hand"
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert readme != readme_table.with_table(readme, latest_markdown(data))
+    """A README whose table differs from the run's (one figure typed over) fails the check."""
+    run = {"machine": {"cpu": "cpu", "cpu_count": 2, "torch": "2", "torch_threads": 2, "date": "2026-12-01"},
+           "total_seconds": 60, "command": "make bench",
+           "rows": [{"name": "cli_startup", "result": "0.2 s", "target": "< 0.5 s", "status": "pass",
+                     "command": ".venv/bin/python benchmarks/run.py --only cli_startup"}]}
+    readme = readme_table.with_table("intro\n" + readme_table.BEGIN + "\n" + readme_table.END + "\n",
+                                     latest_markdown(run))
+    assert readme == readme_table.with_table(readme, latest_markdown(run))
+    run["rows"][0]["result"] = "0.1 s"
+    assert readme != readme_table.with_table(readme, latest_markdown(run))
