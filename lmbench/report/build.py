@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lmbench.errors import UserError
+from lmbench.files import report_dir
 from lmbench.report import export, plots, scaling_views, views
 from lmbench.report.frames import ExperimentData, Section, Store, load_experiment, open_store
 from lmbench.report.plots import arch_colors
@@ -26,7 +27,6 @@ from lmbench.report.scaling import scale_sections
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DIR = Path("reports")
 FORMATS = ("html", "md", "csv")
 ARTIFACT_DIR = "report"
 
@@ -65,7 +65,7 @@ def build_report(experiment: str, *, tracking_uri: str | None = None, storage: s
     if fmt not in FORMATS:
         raise UserError("--format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
     store, _ = open_store(experiment, tracking_uri)
-    out_dir = Path(out) if out is not None else DEFAULT_DIR / experiment
+    out_dir = Path(out) if out is not None else report_dir(experiment)
     check_writable(out_dir)
     data = load_experiment(experiment, tracking_uri, storage, store=store)
     data.sections += scale_sections(store)
