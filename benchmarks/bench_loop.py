@@ -4,7 +4,8 @@ A (lmbench): ``Trainer.run`` driving ``Trainer.train_step``, with its schedule, 
 loss accumulation and log-interval bookkeeping; tracking off; no periodic eval or checkpoint
 inside the timed window. B (bare): forward, ``cross_entropy(ignore_index=PAD)``, backward,
 ``clip_grad_norm_``, ``step``, ``zero_grad`` on the same batches
-(``data.train_batches(12, 64, seed).batch(k)``) with the optimizer from lmbench's
+(``data.train_batches(12, 64, seed, order).batch(k)``, the order the Trainer resolved: random
+windows for this GPT) with the optimizer from lmbench's
 ``make_optimizer``. Both live in one process; warm-up steps are not timed; repetitions alternate
 A/B and the result is the median of the per-pair ratios of seconds per step (5 pairs of 100
 steps; the summary gives their range). Target: median ratio <= 1.05.
@@ -22,7 +23,7 @@ TARGET = 1.05
 class BareLoop:
     """The plain PyTorch loop an lmbench user would otherwise write."""
 
-    def __init__(self, spec, data):
+    def __init__(self, spec, data, order: str):
         import torch
 
         from lmbench.models import build_model
@@ -33,7 +34,7 @@ class BareLoop:
         self.model = build_model(m.arch, data.vocab_size, m.preset, m.config)
         self.model.train()
         self.opt = make_optimizer(self.model, t, torch.device("cpu"))
-        self.batcher = data.train_batches(t.batch_size, spec.data.seq_len, t.seed)
+        self.batcher = data.train_batches(t.batch_size, spec.data.seq_len, t.seed, order)
         self.clip = t.grad_clip
         self.step = 0
 
@@ -70,7 +71,7 @@ def main() -> None:
                              f"train.checkpoint_interval={common.NEVER}")
     data = prepare_data(spec.data)
     lm = common.make_trainer(spec, data)
-    bare = BareLoop(spec, data)
+    bare = BareLoop(spec, data, lm.order)
 
     # Same computation check: the very first step sees the same weights and the same batch.
     first_lm = float(lm.train_step()) / lm.batcher.batch(0).n_tokens
