@@ -92,7 +92,7 @@ def test_the_heartbeat_is_refreshed_while_a_run_is_open(isolated, monkeypatch):
 
 
 def test_a_failing_run_ends_with_one_line_and_exit_1(isolated):
-    r = CliRunner().invoke(app, ["train", *TINY_TRAIN, "--set", "train.lr=1e12", "--set", "train.budget={steps: 8}",
+    r = CliRunner().invoke(app, ["train", *TINY_TRAIN, "--set", "train.lr=3.0e+38", "--set", "train.budget={steps: 8}",
                                  "--set", "train.log_interval=2"])
     (run,) = runs()
     assert r.exit_code == 1, r.output
@@ -100,7 +100,7 @@ def test_a_failing_run_ends_with_one_line_and_exit_1(isolated):
     assert len(lines) == 1 and "Traceback" not in r.output, r.output
     assert lines[0].startswith(f"error: run {run.info.run_id} FAILED: NonFiniteLoss: non-finite training loss")
     assert run.info.status == "FAILED" and "non-finite" in run.data.tags[schema.FAILURE]
-    debug = CliRunner().invoke(app, ["--debug", "train", *TINY_TRAIN, "--set", "train.lr=1e12",
+    debug = CliRunner().invoke(app, ["--debug", "train", *TINY_TRAIN, "--set", "train.lr=3.0e+38",
                                      "--set", "train.budget={steps: 8}", "--set", "train.log_interval=2"])
     assert type(debug.exception).__name__ == "NonFiniteLoss"  # --debug: the exception and its traceback
 

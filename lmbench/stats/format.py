@@ -185,13 +185,19 @@ def fit_tables(title: str, keys: list[Column], columns: list[Column], rows: list
     n = len(keys)
     tables = []
     for part, chunk in enumerate(chunks):
-        table = Table(title=title if part == 0 else f"{title.split(':')[0]} (continued)", header_style="bold")
+        table = Table(title=title if part == 0 else _continued(title), header_style="bold")
         for col in keys + [columns[i] for i in chunk]:
             table.add_column(col.header, justify=col.justify, no_wrap=True)
         for r, row in enumerate(rows):
             table.add_row(*row[:n], *[row[n + i] for i in chunk], style=(styles or [None] * len(rows))[r])
         tables.append(table)
     return tables
+
+
+def _continued(title: str) -> str:
+    """The title of a continued table: the first title's subject ("compare: ...") or just that."""
+    subject, colon, _ = title.partition(":")
+    return f"{subject} (continued)" if colon and len(subject) <= 40 else "(continued)"
 
 
 def _width(keys: list[Column], columns: list[Column], rows: list[list[str]], chunk: list[int]) -> int:
