@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (``make test``) two test processes share the cores: one torch thread each
+# (and in the lmbench processes they start), or their intra-op threads fight over the CPU.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IN_CI = bool(os.environ.get("LMBENCH_CI"))
 
@@ -68,3 +73,13 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("xdist_group") is None:
             stem = item.path.stem
             item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(stem, stem)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_per_xdist_worker():
+    """The test process itself, too (torch may have read OMP_NUM_THREADS before we set it)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+    yield
