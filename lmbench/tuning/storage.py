@@ -50,7 +50,6 @@ def open_storage(url: str | None, experiment: str, live=None):
     real = secrets.reveal(url)
     heartbeat = {}
     if live is not None:
-
         quiet_optuna_warnings()
         heartbeat = {"heartbeat_interval": live.interval, "grace_period": live.grace,
                      "heartbeat_stale_trial_callback": live.on_dead}
@@ -61,8 +60,11 @@ def open_storage(url: str | None, experiment: str, live=None):
             # pre-ping: a pooled connection that died with a PostgreSQL restart is replaced, not used
             return optuna.storages.RDBStorage(real, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
         except Exception as e:  # sqlalchemy raises many kinds; the user needs the URL and the reason
-            racing = isinstance(e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError))
-            if racing and attempt < attempts - 1:  # workers creating a new database's tables at once
+            # workers creating a new database's tables at once: SQLAlchemy's error, or Optuna's
+            # StorageInternalError wrapping it ("exception is raised during the commit")
+            racing = isinstance(e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                                    optuna.exceptions.StorageInternalError))
+            if racing and attempt < attempts - 1:
                 time.sleep(0.2 * (attempt + 1))
                 continue
             reason = secrets.scrub(str(e).strip().splitlines()[0][:300]) if str(e).strip() else type(e).__name__
