@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 # Override e.g. TORCH_VERSION=2.14.1 or TORCH_INDEX=https://download.pytorch.org/whl/cu128
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
-# two test processes (pytest-xdist); tests that time real services share one of them (xdist_group)
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+# two test processes (pytest-xdist); a module's tests stay in one (its module fixtures are built once)
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: setup demo test lint bench gpu-check ui clean
 

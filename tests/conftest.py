@@ -61,19 +61,6 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-# Modules whose tests read one set of real experiments built once per test process.
-SHARED_GROUPS = {"test_report": "report", "test_report_browser": "report", "test_ui_browser": "report"}
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``) a module's tests stay in one
-    process, so module fixtures (a real compare, a sweep) are built once; modules that share
-    experiments on disk share a process too. A module's own ``xdist_group`` mark wins."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            stem = item.path.stem
-            item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(stem, stem)))
-
 
 @pytest.fixture(scope="session", autouse=True)
 def one_thread_per_xdist_worker():
