@@ -13,7 +13,7 @@ per trial number), lost runs (completed trials without a FINISHED MLflow run), p
 exited non-zero, log lines that show contention (database locked, deadlock, a traceback), and the
 wall time from starting the processes to the last one's exit. Target: on both storages every
 trial completes, 0 duplicates, 0 lost runs, every process exits 0 with no contention in its log
-(the wall time is reported, not judged). ``tests/test_distributed.py`` runs the same with 8 workers x 5 trials.
+(the wall time is reported, not judged). ``tests/tuning/test_distributed.py`` runs the same with 8 workers x 5 trials.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Real services for the distribution and fault tests: a fresh PostgreSQL database, an MLflow
 tracking server subprocess on a free loopback port, and lmbench CLI processes.
 
-Imported by tests/test_distributed.py and tests/test_faults.py (not a conftest: only they need it).
+Imported by the tuning and tracking tests that start services (not a conftest: only they need it).
 """
 
 from __future__ import annotations

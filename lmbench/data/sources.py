@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 PAIRS = "synthetic-pairs"  # the embedded prompt -> completion task (lmbench.data.pairs)
 
 # The fetcher named datasets are downloaded with: a module attribute so that tests can swap it
-# (tests/test_data.py replaces it to stay offline).
+# (tests/data/test_data.py replaces it to stay offline).
 _download = fetch.download
 
 

@@ -39,7 +39,7 @@ from lmbench.data.synthetic import generate_lines
 from lmbench.data.tokenizers import train_tokenizer
 from lmbench.errors import DataError, SpecError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TINY = SHARED_DATA / "tinyshakespeare" / "input.txt"
 TINY_SHA = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 

@@ -10,7 +10,7 @@ from lmbench.cli import app
 from lmbench.config import build_spec, flatten, load_spec, resolved_dict, spec_hash
 from lmbench.errors import SpecError
 
-EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)

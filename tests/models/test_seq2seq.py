@@ -1,6 +1,6 @@
 """The encoder-decoder model: how it splits a record, and that it learns prompt -> completion.
 
-The registry contract tests (tests/test_models.py) cover seq2seq like every other architecture.
+The registry contract tests (tests/models/test_models.py) cover seq2seq like every other architecture.
 """
 
 from __future__ import annotations
