@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lmbench.cli import (  # noqa: F401
+from lmbench.cli import (
     DataOpt,
     DeviceOpt,
     DevicesOpt,

@@ -8,22 +8,12 @@ from typing import Annotated
 
 import typer
 
-from lmbench.cli import (  # noqa: F401
-    DataOpt,
-    DeviceOpt,
+from lmbench.cli import (
     DevicesOpt,
-    ModelOpt,
-    ModelsOpt,
-    QuickOpt,
     QuietOpt,
-    SeedOpt,
-    SeedsOpt,
     SetOpt,
-    SpecArg,
     StorageOpt,
-    TrialsOpt,
     UriOpt,
-    WorkersOpt,
     _setup_logging,
     app,
     user_errors,

@@ -7,22 +7,13 @@ from typing import Annotated
 
 import typer
 
-from lmbench.cli import (  # noqa: F401
-    DataOpt,
+from lmbench.cli import (
     DeviceOpt,
-    DevicesOpt,
-    ModelOpt,
-    ModelsOpt,
-    QuickOpt,
-    QuietOpt,
     SeedOpt,
-    SeedsOpt,
     SetOpt,
     SpecArg,
     StorageOpt,
-    TrialsOpt,
     UriOpt,
-    WorkersOpt,
     _setup_logging,
     app,
     user_errors,
