@@ -81,6 +81,15 @@ def _batch(x: np.ndarray, y: np.ndarray, carry: bool, n_tokens: int) -> Batch:
 # text
 
 
+def _checked_length(tokens: np.ndarray, batch_size: int, seq_len: int) -> int:
+    """The length of a train split that can be batched (both batchers need 2 tokens at least)."""
+    if len(tokens) < 2:
+        raise ValueError(f"the train split has {len(tokens)} tokens; need at least 2")
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError("batch_size and seq_len must be >= 1")
+    return len(tokens)
+
+
 class TextBatcher:
     """Train batches over a token stream; ``batch(k)`` is pure in ``k``.
 
@@ -90,11 +99,7 @@ class TextBatcher:
     """
 
     def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int):
-        n = len(tokens)
-        if n < 2:
-            raise ValueError(f"the train split has {n} tokens; need at least 2")
-        if batch_size < 1 or seq_len < 1:
-            raise ValueError("batch_size and seq_len must be >= 1")
+        n = _checked_length(tokens, batch_size, seq_len)
         self.tokens = tokens
         self.seed = seed
         self.seq_len = t = min(seq_len, n - 1)
@@ -135,11 +140,7 @@ class RandomTextBatcher:
     """
 
     def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int):
-        n = len(tokens)
-        if n < 2:
-            raise ValueError(f"the train split has {n} tokens; need at least 2")
-        if batch_size < 1 or seq_len < 1:
-            raise ValueError("batch_size and seq_len must be >= 1")
+        n = _checked_length(tokens, batch_size, seq_len)
         self.tokens, self.seed = tokens, seed
         self.seq_len = min(seq_len, n - 1)
         self.batch_size = batch_size  # windows may overlap: a short split needs no fewer rows
