@@ -17,19 +17,8 @@ from lmbench.config.params import CHOICES, OPTIMIZER_KIND
 from lmbench.config.spec import OPTIMIZER_KINDS
 from lmbench.data import prepare_data
 from lmbench.errors import SpecError, UserError
+from lmbench.experiments import runtree
 from lmbench.experiments.compare import prepare
-from lmbench.experiments.runtree import (
-    TreeRun,
-    _frame,
-    _meta,
-    ensure_run,
-    record_spec,
-    report_of,
-    root_key,
-    rows_of,
-    seed_runs,
-    write_results,
-)
 from lmbench.experiments.single import budgeted
 from lmbench.models import get_arch
 from lmbench.stats import ablation_table
@@ -101,31 +90,31 @@ def ablate(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
             value_spec(base, arch, path, value)
         sweeps[param] = (path, baseline_value, values)
     prepare(base, [arch])
-    root = ensure_run(spec, f"ablate-{arch}", {schema.KIND: "ablate", schema.ROOT_KEY: root_key(spec),
+    root = runtree.ensure_run(spec, f"ablate-{arch}", {schema.KIND: "ablate", schema.ROOT_KEY: runtree.root_key(spec),
                                                schema.MODEL: arch}, params={"params": ",".join(ablation.params)})
     rows: list[dict[str, Any]] = []
-    record_spec(root, spec)
-    with TreeRun(root):
-        base_run = ensure_run(spec, "baseline", {schema.KIND: "value", schema.ABLATE_VALUE: "baseline"}, root.run_id)
-        with TreeRun(base_run):
-            base_runs = seed_runs(base, base_run.run_id, ablation.seeds, "baseline", {schema.ABLATE_VALUE: "baseline"}, quiet)
+    runtree.record_spec(root, spec)
+    with runtree.TreeRun(root):
+        base_run = runtree.ensure_run(spec, "baseline", {schema.KIND: "value", schema.ABLATE_VALUE: "baseline"}, root.run_id)
+        with runtree.TreeRun(base_run):
+            base_runs = runtree.seed_runs(base, base_run.run_id, ablation.seeds, "baseline", {schema.ABLATE_VALUE: "baseline"}, quiet)
         for param, (path, baseline_value, values) in sweeps.items():
             for value in values:
                 if value == baseline_value:
                     runs = base_runs  # the baseline runs are shared by every sweep
                 else:
                     label = f"{param}={value}"
-                    vrun = ensure_run(spec, label, {schema.KIND: "value", schema.ABLATE_VALUE: label}, root.run_id)
-                    with TreeRun(vrun):
+                    vrun = runtree.ensure_run(spec, label, {schema.KIND: "value", schema.ABLATE_VALUE: label}, root.run_id)
+                    with runtree.TreeRun(vrun):
                         vspec = value_spec(base, arch, path, value)
-                        runs = seed_runs(vspec, vrun.run_id, ablation.seeds, label, {schema.ABLATE_VALUE: label}, quiet)
-                rows += rows_of(runs, param=param, value=value, is_baseline=value == baseline_value)
-        frame = _frame(rows)
+                        runs = runtree.seed_runs(vspec, vrun.run_id, ablation.seeds, label, {schema.ABLATE_VALUE: label}, quiet)
+                rows += runtree.rows_of(runs, param=param, value=value, is_baseline=value == baseline_value)
+        frame = runtree.results_frame(rows)
         table = ablation_table(frame.drop(columns=["is_baseline"]), baseline_values(sweeps), metric="test_loss")
         verdicts = power_of(rows, table)
-        meta = {**_meta(spec, "ablate", root.run_id), "budgets": notes, "adequacy": verdicts}
-        path = write_results(spec.experiment_name, "ablation", table, rows, meta)
-    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": report_of(spec),
+        meta = {**runtree.results_meta(spec, "ablate", root.run_id), "budgets": notes, "adequacy": verdicts}
+        path = runtree.write_results(spec.experiment_name, "ablation", table, rows, meta)
+    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": runtree.report_of(spec),
             "notes": notes + verdicts["lines"]}
 
 

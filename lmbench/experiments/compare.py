@@ -10,19 +10,7 @@ from optuna.trial import TrialState
 from lmbench.config import ExperimentSpec, model_spec, sized
 from lmbench.data import prepare_data
 from lmbench.errors import UserError
-from lmbench.experiments.runtree import (
-    TreeRun,
-    _frame,
-    _means,
-    _meta,
-    ensure_run,
-    record_spec,
-    report_of,
-    root_key,
-    rows_of,
-    seed_runs,
-    write_results,
-)
+from lmbench.experiments import runtree
 from lmbench.experiments.single import budgeted
 from lmbench.stats import compare_table
 from lmbench.stats.adequacy import compare_verdicts
@@ -66,33 +54,33 @@ def compare(spec: ExperimentSpec, *, quiet: bool = False) -> dict[str, Any]:
     models = spec.compare.models
     prepare(spec, models)
     rows: list[dict[str, Any]] = []
-    root = ensure_run(spec, f"compare-{spec.experiment_name}", {schema.KIND: "compare", schema.ROOT_KEY: root_key(spec)},
+    root = runtree.ensure_run(spec, f"compare-{spec.experiment_name}", {schema.KIND: "compare", schema.ROOT_KEY: runtree.root_key(spec)},
                       params={"models": ",".join(models), "trials": spec.search.trials, "seeds": spec.compare.seeds})
-    record_spec(root, spec)
-    with TreeRun(root):
+    runtree.record_spec(root, spec)
+    with runtree.TreeRun(root):
         if spec.search.workers == 0:  # remote workers may serve every study while we wait on the first
 
             for arch in models:
-                publish(spec, arch, ensure_run(spec, arch, {schema.KIND: "model", schema.MODEL: arch},
+                publish(spec, arch, runtree.ensure_run(spec, arch, {schema.KIND: "model", schema.MODEL: arch},
                                                root.run_id).run_id)
         for arch in models:
-            model_run = ensure_run(spec, arch, {schema.KIND: "model", schema.MODEL: arch}, root.run_id)
-            with TreeRun(model_run):
+            model_run = runtree.ensure_run(spec, arch, {schema.KIND: "model", schema.MODEL: arch}, root.run_id)
+            with runtree.TreeRun(model_run):
                 best = tune_model(spec, arch, model_run.run_id)
                 final = sized(model_spec(spec, arch, best), prepare_data(spec.data).vocab_size)
                 model_run.set_tags({schema.STUDY: study_name(spec.experiment_name, arch),
                                     schema.BEST_PARAMS: json.dumps(best)})
-                runs = seed_runs(final, model_run.run_id, spec.compare.seeds, arch, {schema.MODEL: arch}, quiet)
-                model_rows = rows_of(runs, model=arch)
-                model_run.log_metrics(_means(model_rows), step=0, synchronous=True)
+                runs = runtree.seed_runs(final, model_run.run_id, spec.compare.seeds, arch, {schema.MODEL: arch}, quiet)
+                model_rows = runtree.rows_of(runs, model=arch)
+                model_run.log_metrics(runtree.seed_means(model_rows), step=0, synchronous=True)
                 rows += [{**r, schema.BEST_PARAMS: json.dumps(best)} for r in model_rows]
-        table = compare_table(_frame(rows), metric="test_loss")
+        table = compare_table(runtree.results_frame(rows), metric="test_loss")
         verdicts = adequacy(spec, models, rows, table, root)
         table["still_improving"] = [verdicts["still_improving"].get(str(m), False) for m in table.index]
-        meta = {**_meta(spec, "compare", root.run_id), "budgets": notes, "adequacy": verdicts}
-        path = write_results(spec.experiment_name, "results", table, rows, meta)
+        meta = {**runtree.results_meta(spec, "compare", root.run_id), "budgets": notes, "adequacy": verdicts}
+        path = runtree.write_results(spec.experiment_name, "results", table, rows, meta)
         root.set_tags({schema.BEST_MODEL: str(table.index[0])})
-    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": report_of(spec),
+    return {"table": table, "rows": rows, "path": path, "root_run_id": root.run_id, "report": runtree.report_of(spec),
             "notes": notes + verdicts["lines"]}
 
 
@@ -125,9 +113,9 @@ def tune(spec: ExperimentSpec, arch: str, *, quiet: bool = False) -> dict[str, A
 
     spec, _ = budgeted(spec)
     prepare(spec, [arch])
-    root = ensure_run(spec, f"tune-{arch}", {schema.KIND: "tune", schema.ROOT_KEY: root_key(spec),
+    root = runtree.ensure_run(spec, f"tune-{arch}", {schema.KIND: "tune", schema.ROOT_KEY: runtree.root_key(spec),
                                              schema.MODEL: arch})
-    with TreeRun(root):
+    with runtree.TreeRun(root):
         best = tune_model(spec, arch, root.run_id)
         study = open_study(spec, arch, open_storage(spec.search.storage, spec.experiment_name))
         root.log_metrics({"best_val_loss": study.best_value}, step=0, synchronous=True)

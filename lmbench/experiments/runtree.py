@@ -159,16 +159,16 @@ def report_of(spec: ExperimentSpec) -> Path | None:
         return None
 
 
-def _frame(rows):
+def results_frame(rows):
     return pd.DataFrame([{k: v for k, v in r.items() if k not in (schema.BEST_PARAMS, "run_id")} for r in rows])
 
 
-def _means(rows: list[dict[str, Any]]) -> dict[str, float]:
+def seed_means(rows: list[dict[str, Any]]) -> dict[str, float]:
     keys = [m for m in METRICS if all(m in r for r in rows)]
     return {f"mean_{k}": float(np.mean([r[k] for r in rows])) for k in keys}
 
 
-def _meta(spec: ExperimentSpec, kind: str, root_run_id: str) -> dict[str, Any]:
+def results_meta(spec: ExperimentSpec, kind: str, root_run_id: str) -> dict[str, Any]:
     return {"experiment": spec.experiment_name, "kind": kind, "root_run_id": root_run_id,
             "spec": resolved_dict(spec), "confidence": 0.95,
             "ci": "two-sided t-distribution over seeds", "test": "paired t-test on shared seeds"}
