@@ -80,8 +80,10 @@ def lmbench(*args: str, log: Path | None = None, group: bool = False,
     process group, so that everything it starts can be signalled at once; ``env``: added to its
     environment (e.g. credentials)."""
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "lmbench.cli", *args], stdout=out, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([sys.executable, "-m", "lmbench.cli", *args], stdout=out, stderr=subprocess.STDOUT,
                             env={**cli_env(), **(env or {})}, start_new_session=group)
+    proc.log = log  # so a failing test can show what the process printed
+    return proc
 
 
 class MlflowServer:
@@ -148,7 +150,11 @@ def wait_until(cond, timeout: float, what: str, procs: list[subprocess.Popen] = 
         if cond():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; exit codes {[p.poll() for p in procs]}")
+    # the last output of each process that gave up says why
+    logs = [f"--- {p.log.name}:\n{p.log.read_text()[-3000:]}" for p in procs
+            if p.poll() is not None and getattr(p, "log", None) and p.log.is_file()]
+    raise AssertionError("\n".join([f"timed out after {timeout} s waiting for {what}; "
+                                     f"exit codes {[p.poll() for p in procs]}", *logs]))
 
 
 def stop_all(procs: list[subprocess.Popen]) -> None:

@@ -54,22 +54,40 @@ def open_storage(url: str | None, experiment: str, live=None):
         heartbeat = {"heartbeat_interval": live.interval, "grace_period": live.grace,
                      "heartbeat_stale_trial_callback": live.on_dead}
 
-    attempts = 5
+    # pre-ping: a pooled connection that died with a PostgreSQL restart is replaced, not used.
+    # At most 2 idle connections per process (a worker uses 3 at once: its session, the study lock
+    # and the heartbeat thread), so a fleet does not exhaust the server's max_connections.
+    engine = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 8}
+    attempts = 8
     for attempt in range(attempts):
         try:
-            # pre-ping: a pooled connection that died with a PostgreSQL restart is replaced, not used
-            return optuna.storages.RDBStorage(real, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+            return optuna.storages.RDBStorage(real, engine_kwargs=engine, **heartbeat)
         except Exception as e:  # sqlalchemy raises many kinds; the user needs the URL and the reason
             # workers creating a new database's tables at once: SQLAlchemy's error, or Optuna's
-            # StorageInternalError wrapping it ("exception is raised during the commit")
+            # StorageInternalError wrapping it ("exception is raised during the commit");
+            # or a server that is briefly full ("too many clients"): both pass
             racing = isinstance(e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
-                                    optuna.exceptions.StorageInternalError))
+                                    optuna.exceptions.StorageInternalError)) or _server_full(e)
             if racing and attempt < attempts - 1:
-                time.sleep(0.2 * (attempt + 1))
+                time.sleep(min(10.0, 0.2 * 2 ** attempt))
                 continue
             reason = secrets.scrub(str(e).strip().splitlines()[0][:300]) if str(e).strip() else type(e).__name__
             raise SpecError("--storage", f"cannot open Optuna storage {url!r}: {reason}") from None
     raise AssertionError("unreachable")
+
+
+def _server_full(error: Exception) -> bool:
+    """PostgreSQL refused a connection because all its slots (or its role's) are taken: the other
+    clients will free them."""
+    message = str(error)
+    return any(s in message for s in ("too many clients", "too many connections", "remaining connection slots"))
+
+
+def close_storage(storage) -> None:
+    """Close an RDB storage's pooled connections now rather than at garbage collection."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def study_name(experiment: str, arch: str) -> str:

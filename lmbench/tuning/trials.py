@@ -111,7 +111,8 @@ def run_trial(study, trial, spec: ExperimentSpec, arch: str, parent_run_id: str 
     """Train one trial as a tracked run and tell Optuna how it ended; returns the Optuna state
     (:func:`train_told`). ``live``: :class:`lmbench.tuning.liveness.Liveness`."""
 
-    params = suggest(trial, space_for(spec, arch))
+    space = space_for(spec, arch)
+    params = with_retries(lambda: suggest(trial, space), "drawing the trial's parameters")
     try:
         tspec = trial_spec(spec, arch, params)
     except SpecError as error:  # a combination the model rejects (e.g. heads not dividing width)
@@ -141,7 +142,7 @@ def train_told(study, trial, tspec: ExperimentSpec, live, tags: dict[str, str], 
     """
     tracker = Tracker(tspec.experiment_name, tspec.tracking.tracking_uri)
     tags = dict(tags)
-    history = retry_history(trial)
+    history = with_retries(lambda: retry_history(trial), "reading the trial")
     resume = live.resume_point(study.study_name, trial) if history else None
     if history:
         tags.update({schema.RETRY_OF: str(history[-1]), schema.RESUMED_FROM: str(resume or "")})
@@ -159,7 +160,7 @@ def train_told(study, trial, tspec: ExperimentSpec, live, tags: dict[str, str], 
     except Exception as error:  # NaN loss, out of memory, ...: this trial fails, the study goes on
         _set_state_tag(tracker, "FAIL")
         return tell_failed(study, trial, f"{type(error).__name__}: {error}")
-    trial.set_user_attr("run_id", result.run_id)
+    with_retries(lambda: trial.set_user_attr("run_id", result.run_id), "recording the trial's run")
     with_retries(lambda: tell(study, trial, result.final["final_val_loss"]), "telling the study")
     _set_state_tag(tracker, "COMPLETE")
     return "COMPLETE"
@@ -185,8 +186,8 @@ def _set_state_tag(tracker, state: str) -> None:
 def tell_failed(study, trial, reason: str) -> str:
     first = (reason.splitlines() or [""])[0]
     log.warning("trial %d of %s failed: %s", trial.number, study.study_name, secrets.scrub(first))
-    trial.set_user_attr("failure", secrets.scrub(reason)[:2000])
-    tell(study, trial, state=TrialState.FAIL)
+    with_retries(lambda: trial.set_user_attr("failure", secrets.scrub(reason)[:2000]), "recording the failure")
+    with_retries(lambda: tell(study, trial, state=TrialState.FAIL), "telling the study")
     return "FAIL"
 
 

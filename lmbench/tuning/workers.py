@@ -35,6 +35,7 @@ from lmbench.tracking.tracker import resolve_uri
 from lmbench.tuning.liveness import Heartbeat, Liveness
 from lmbench.tuning.points import POINTS_ATTR, open_point_study, run_point, stored_points
 from lmbench.tuning.storage import (
+    close_storage,
     default_storage_path,
     open_storage,
     open_study,
@@ -123,6 +124,7 @@ def publish(spec: ExperimentSpec, arch: str, parent_run_id: str | None,
     for key, value in ((PARENT_ATTR, parent_run_id), (MODEL_ATTR, arch), (SPEC_ATTR, raw)):  # the spec last:
         # it marks the study as published
         study.set_user_attr(key, value)
+    close_storage(storage)
 
 
 def work(assignments: Callable[[], list[Assignment]], max_trials: int | None = None) -> int:
@@ -310,12 +312,14 @@ def _experiment_worker(device: str | None, experiment: str, storage_url: str | N
     cache: dict[str, Assignment] = {}
 
     def assignments() -> list[Assignment]:
-        nonlocal live_storage
-        found = with_retries(lambda: published_studies(plain, experiment), "reading the studies")
+        nonlocal live_storage, plain
+        found = with_retries(lambda: published_studies(live_storage or plain, experiment), "reading the studies")
         for name, arch, raw, parent, scale in found:
             if name not in cache:
                 spec = _joined_spec(spec_raw or raw, storage_url, tracking_uri, device, overrides)
-                live_storage = live_storage or open_storage(storage_url, experiment, Liveness.of(spec))
+                if live_storage is None:  # from now on the only storage (and pool) of this process
+                    live_storage = open_storage(storage_url, experiment, Liveness.of(spec))
+                    close_storage(plain)
                 cache[name] = assignment(spec, arch, parent, live_storage, scale=scale)
         current = [cache[name] for name, *_ in found]
         for served in current:  # a re-run of the sweep may have added points since
@@ -337,13 +341,13 @@ def join(experiment: str, storage_url: str | None, *, tracking_uri: str | None =
     ``overrides`` are ``--set`` values applied on top of it. Returns the processes' exit codes (a single process runs here, in this process).
     """
 
-    if storage_url is not None:
-        open_storage(storage_url, experiment)  # an unusable URL is the user's to fix, at once
+    # an unusable URL is the user's to fix, at once
+    storage = open_storage(storage_url, experiment) if storage_url is not None else None
 
     def found() -> bool:  # (a journal file is not created just to look into it)
-        if storage_url is None and not default_storage_path(experiment).is_file():
+        if storage is None and not default_storage_path(experiment).is_file():
             return False
-        return bool(published_studies(open_storage(storage_url, experiment), experiment))
+        return bool(published_studies(storage or open_storage(None, experiment), experiment))
 
     deadline = time.monotonic() + wait_s
     while not found():
@@ -353,6 +357,7 @@ def join(experiment: str, storage_url: str | None, *, tracking_uri: str | None =
                             f"{wait_s:.0f} s (start its compare or tune first)")
         log.info("waiting for the studies of experiment %s", experiment)
         time.sleep(POLL_SECONDS)
+    close_storage(storage)  # each process below opens its own
     devs = device_list(devices, "auto") if devices else [None]
     n = workers or len(devs)
     args = (experiment, storage_url, tracking_uri, list(overrides or []), spec_raw, max_trials)

@@ -216,3 +216,25 @@ def test_storage_urls_that_cannot_be_reached_are_retried_then_reported(isolated)
     assert calls[2] - calls[1] >= 1.9 * (calls[1] - calls[0]) - 0.05  # backoff grows
     with pytest.raises(sqlalchemy.exc.OperationalError):
         with_retries(lambda: dead.connect(), "test", attempts=2)
+
+
+def test_a_full_server_is_waited_for_when_opening_the_storage(pg_url):  # noqa: F811
+    """PostgreSQL refusing a connection for want of slots (here: a role limited to 3 connections,
+    which other clients hold) is waited out, not reported as a bad URL."""
+    import psycopg
+
+    from lmbench.tuning.storage import close_storage, open_storage
+
+    role, db = f"lmbench_full_{os.getpid()}", pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 3")
+        admin.execute(f"GRANT ALL ON DATABASE {db} TO {role}; ALTER DATABASE {db} OWNER TO {role}")
+        url = f"postgresql://{role}@127.0.0.1:5432/{db}"
+        holders = [psycopg.connect(url) for _ in range(3)]  # take the role's slots
+        threading.Timer(1.5, lambda: [h.close() for h in holders]).start()  # ... and give them back
+        t0 = time.monotonic()
+        storage = open_storage(url, "full")
+        waited = time.monotonic() - t0
+        close_storage(storage)
+        admin.execute(f"ALTER DATABASE {db} OWNER TO postgres; DROP OWNED BY {role}; DROP ROLE {role}")
+    assert waited >= 1.0  # it was refused first, then got in once the slot was free

@@ -91,7 +91,7 @@ def test_study_survives_a_postgresql_restart(private_pg, isolated):
         private_pg.stop()  # the worker's next storage calls fail while the server is down
         time.sleep(4)
         private_pg.start()
-        assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
+        assert proc.wait(timeout=240) == 0, log.read_text()[-12000:]
     finally:
         if proc.poll() is None:
             proc.kill()
