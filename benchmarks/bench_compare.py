@@ -29,7 +29,7 @@ def main() -> None:
 
     def go():
         out["proc"] = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                                 "COLUMNS": "160"})
+                                                                                 "COLUMNS": "220"})
 
     seconds = common.timed(go)
     proc = out["proc"]
@@ -48,7 +48,11 @@ def main() -> None:
         passed=passed,
         summary=f"{seconds:.0f} s; best {table[0]['model']} ({table[0]['test_loss_mean']:.4f}), "
                 f"worst {worst['model']} ({worst['test_loss_mean']:.4f}, p={worst['p_vs_best']})",
-        details={"command": " ".join(cmd), "table": rows, "terminal": proc.stdout[-6000:]}, smoke=args.smoke,
+        details={"command": " ".join(cmd), "table": rows, "terminal": proc.stdout[-6000:],
+                 "readme": common.readme_section("lmbench " + " ".join(cmd[1:]), proc.stdout[-6000:],
+                                                 "(embedded synthetic corpus; floor = the generator's exact "
+                                                 "entropy; `excess` = test loss - floor) printed:")},
+        smoke=args.smoke,
     ))
 
 

@@ -7,8 +7,10 @@ largest deviation of any run's spent compute from its budget.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,22 @@ from pathlib import Path
 import common
 
 TARGET_SECONDS = 900
+RESULTS = Path(__file__).resolve().parent / "results"
+PLOTS = {"IsoFLOP curves": "scale_isoflop.png", "compute-optimal frontier": "scale_frontier.png"}
+
+
+def save_plots(report: Path) -> list[str]:
+    """The report's two scaling plots (inline PNGs, found by their alt text) as files in
+    benchmarks/results/, for the README; returns the markdown that shows them."""
+    html = report.read_text(encoding="utf-8")
+    shown = []
+    for alt, name in PLOTS.items():
+        found = re.search(r'<img src="data:image/png;base64,([^"]+)"[^>]*alt="' + re.escape(alt) + '"', html)
+        if found is None:
+            raise SystemExit(f"{report}: no {alt!r} plot")
+        (RESULTS / name).write_bytes(base64.b64decode(found.group(1)))
+        shown.append(f"![{alt}](benchmarks/results/{name})")
+    return shown
 
 
 def main() -> None:
@@ -29,7 +47,7 @@ def main() -> None:
 
     def go():
         out["proc"] = subprocess.run(
-            cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "160"}
+            cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "220"}
         )
 
     seconds = common.timed(go)
@@ -46,6 +64,9 @@ def main() -> None:
         for arch, a in alphas.items()
     )
     passed = None if args.smoke else seconds <= TARGET_SECONDS
+    plots = [] if args.smoke else save_plots(work / "reports" / "default" / "index.html")
+    readme = common.readme_section("lmbench scale", proc.stdout[-6000:], "(the defaults: "
+                                   "experiments/scale.yaml) printed:") + "\n" + "\n".join(plots)
     common.emit(
         common.result(
             "default_scale",
@@ -62,6 +83,7 @@ def main() -> None:
                 "optima": optima,
                 "crossovers": payload["crossovers"],
                 "terminal": proc.stdout[-6000:],
+                "readme": readme,
             },
             smoke=args.smoke,
         )

@@ -34,7 +34,7 @@ def main() -> None:
     out: dict = {}
 
     def go():
-        out["proc"] = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "160"})
+        out["proc"] = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "220"})
 
     seconds = common.timed(go)
     proc = out["proc"]
@@ -53,7 +53,9 @@ def main() -> None:
                  f"worst {worst['model']} ({worst['test_loss_mean']:.4f}, p={worst['p_vs_best']}, "
                  f"{'separated' if separated else 'not separated'})" + (" [smoke]" if args.smoke else "")),
         details={"command": " ".join(cmd[1:]), "table": rows, "budgets": payload["meta"].get("budgets"),
-                 "adequacy": payload["meta"].get("adequacy", {}).get("lines"), "terminal": proc.stdout[-8000:]},
+                 "adequacy": payload["meta"].get("adequacy", {}).get("lines"), "terminal": proc.stdout[-8000:],
+                 "readme": common.readme_section("lmbench " + " ".join(cmd[1:]), proc.stdout[-8000:],
+                                                 "(recipes and corpus-scaled budgets, nothing else set) printed:")},
         smoke=args.smoke,
     ))
 

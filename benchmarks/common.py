@@ -163,6 +163,13 @@ def result(name: str, *, value: float | None, unit: str, target: str, passed: bo
             "summary": summary, "smoke": smoke, "details": details}
 
 
+def readme_section(command: str, text: str, note: str = "") -> str:
+    """A benchmark's section of the README (markdown, under its row of the generated table): the
+    command it ran and what that command printed, verbatim."""
+    body = text.strip("\n")
+    return f"`{command}`{(' ' + note) if note else ''}\n\n```\n{body}\n```\n"
+
+
 def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record, default=str), flush=True)
 

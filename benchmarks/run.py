@@ -121,7 +121,8 @@ def row_of(record: dict) -> dict:
     return {"name": record["name"], "result": record["summary"], "value": record.get("value"),
             "unit": record.get("unit", ""), "target": record["target"], "status": status(record),
             "seconds": record["seconds"],
-            "command": f".venv/bin/python benchmarks/run.py --only {record['name']}"}
+            "command": f".venv/bin/python benchmarks/run.py --only {record['name']}",
+            "readme": (record.get("details") or {}).get("readme")}  # its README section, if any
 
 
 def write_latest(records: list[dict], info: dict, seconds: float) -> Path:
@@ -146,6 +147,9 @@ def latest_markdown(latest: dict) -> str:
     for row in latest["rows"]:
         cells = [row["name"], row["result"], row["target"], row["status"], f"`{row['command']}`"]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    for row in latest["rows"]:  # what a benchmark printed, for the README (e.g. a compare's table)
+        if row.get("readme"):
+            lines += ["", f"#### `{row['name']}`", "", row["readme"].rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

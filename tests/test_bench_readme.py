@@ -51,3 +51,24 @@ def test_the_check_sees_a_hand_typed_figure():
     assert readme == readme_table.with_table(readme, latest_markdown(run))
     run["rows"][0]["result"] = "0.1 s"
     assert readme != readme_table.with_table(readme, latest_markdown(run))
+
+
+def test_a_benchmark_section_follows_the_table():
+    """What a benchmark printed for the README (its ``details.readme``) is set below the table."""
+    row = {"name": "default_compare", "result": "1 s", "target": "t", "status": "pass",
+           "command": ".venv/bin/python benchmarks/run.py --only default_compare",
+           "readme": "`lmbench compare` printed:\n\n```\nTABLE\n```\n"}
+    plain = {**row, "name": "cli_startup", "readme": None}
+    machine = {"cpu": "cpu", "cpu_count": 2, "torch": "2", "torch_threads": 2, "date": "2026-12-01"}
+    text = latest_markdown({"machine": machine, "total_seconds": 60, "command": "make bench", "rows": [row, plain]})
+    table_end = text.index("| cli_startup |")
+    assert text.index("#### `default_compare`") > table_end and "```\nTABLE\n```" in text
+    assert "#### `cli_startup`" not in text
+
+
+def test_every_image_the_readme_shows_is_committed():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    import re
+
+    for path in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme):
+        assert (REPO / path).is_file(), f"README.md shows {path}, which is not in the repository"

@@ -170,8 +170,8 @@ def scale(
     spec: SpecArg = None,
     models_: ModelsOpt = None,
     compute: Annotated[str | None, typer.Option("--compute", help="Compute budgets in training FLOPs, e.g. "
-                                                "1e12,3e12,1e13 (default: 1e10,2e10,4e10).")] = None,
-    sizes: Annotated[int | None, typer.Option("--sizes", help="Model sizes per budget (>= 3; default 4).")] = None,
+                                                "1e12,3e12,1e13 (default: 1.5e10,3e10,6e10).")] = None,
+    sizes: Annotated[int | None, typer.Option("--sizes", help="Model sizes per budget (>= 3; default 3).")] = None,
     seeds: Annotated[int | None, typer.Option("--seeds", help="Runs per size and budget (default 2).")] = None,
     ratio: Annotated[float | None, typer.Option("--ratio", help="Size ratio of neighbouring sizes (default 2).")] = None,
     from_: Annotated[str | None, typer.Option("--from", help="Hyperparameters from the best trials of this "

@@ -318,14 +318,14 @@ class ScaleSpec(_Strict):
 
     models: list[str] = Field(default_factory=lambda: ["rnn", "lstm", "gru", "transformer"],
                               min_length=1)
-    compute: list[float] = Field(default_factory=lambda: [1e10, 2e10, 4e10], min_length=1,
+    compute: list[float] = Field(default_factory=lambda: [1.5e10, 3e10, 6e10], min_length=1,
                                  description="budgets C in training FLOPs (forward + backward)")
-    sizes: int = Field(4, description="model sizes per budget (a parabola in log N needs >= 3)")
+    sizes: int = Field(3, description="model sizes per budget (a parabola in log N needs >= 3)")
     seeds: int = Field(2, ge=1, description="runs per (size, budget): seeds train.seed, +1, ...")
     ratio: float = Field(2.0, gt=1, le=16, description="size ratio of neighbouring ladder rungs")
     # Chinchilla's D/N ~ 20 counts FLOPs as 6N; the embedded corpus's small models spend most of
-    # theirs in the output layer, and their optimum sits at hundreds of tokens per parameter
-    tokens_per_param: float = Field(300.0, gt=0, description="first guess of the compute-optimal "
+    # theirs in the output layer, and their optimum sits near a thousand tokens per parameter
+    tokens_per_param: float = Field(850.0, gt=0, description="first guess of the compute-optimal "
                                     "D/N: ladders are centred on N = sqrt(C / (6 * this))")
     evaluations: int = Field(1, ge=1, description="validation evaluations per run (the last at "
                              "its end)")
