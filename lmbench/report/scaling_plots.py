@@ -124,6 +124,7 @@ def frontier_png(
         for ax in (loss_ax, size_ax):
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled 2e10, 3e10... they overlap
             ax.set_xlabel("compute C (training FLOPs)")
         size_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         size_ax.yaxis.set_major_formatter(EngFormatter(sep=""))
