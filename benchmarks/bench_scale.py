@@ -65,7 +65,7 @@ def main() -> None:
     )
     passed = None if args.smoke else seconds <= TARGET_SECONDS
     plots = [] if args.smoke else save_plots(work / "reports" / "default" / "index.html")
-    readme = common.readme_section("lmbench scale", proc.stdout[-6000:], "(the defaults: "
+    readme = common.readme_section("lmbench " + " ".join(cmd[1:]), proc.stdout[-6000:], "(the defaults: "
                                    "experiments/scale.yaml) printed:") + "\n" + "\n".join(plots)
     common.emit(
         common.result(

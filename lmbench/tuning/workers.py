@@ -312,7 +312,7 @@ def _experiment_worker(device: str | None, experiment: str, storage_url: str | N
     cache: dict[str, Assignment] = {}
 
     def assignments() -> list[Assignment]:
-        nonlocal live_storage, plain
+        nonlocal live_storage
         found = with_retries(lambda: published_studies(live_storage or plain, experiment), "reading the studies")
         for name, arch, raw, parent, scale in found:
             if name not in cache:
