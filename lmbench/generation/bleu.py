@@ -8,14 +8,6 @@ from __future__ import annotations
 
 import re
 
-from nltk.translate.bleu_score import (
-    SmoothingFunction,
-    brevity_penalty,
-    closest_ref_length,
-    modified_precision,
-)
-from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
-
 from lmbench.generation.decoding import generate_ids
 
 _BLEU_TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -34,6 +26,15 @@ def corpus_bleu(references: list[str], hypotheses: list[str]) -> dict[str, float
     the unsmoothed corpus-level modified n-gram precisions and ``bp`` the brevity penalty, from
     the same nltk functions. An empty hypothesis corpus (no tokens at all) scores 0.
     """
+
+    # imported here: nltk (and scikit-learn through it) adds ~0.6 s to every process that trains
+    from nltk.translate.bleu_score import (
+        SmoothingFunction,
+        brevity_penalty,
+        closest_ref_length,
+        modified_precision,
+    )
+    from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
 
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")

@@ -22,8 +22,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import integrate, optimize
-from scipy import stats as _st
 
 LEVEL_THRESHOLD = 0.01  # best value of a study: relative improvement that still counts as progress
 CONVERGED_THRESHOLD = 0.01  # best validation loss: relative improvement over the last stretch
@@ -124,6 +122,9 @@ def paired_power(difference: float, sd: float, seeds: int, alpha: float = ALPHA)
         return math.nan
     if sd == 0:
         return 1.0 if difference else alpha
+    from scipy import integrate
+    from scipy import stats as _st  # scipy on first use (see stats.inference)
+
     df = seeds - 1
     crit = float(_st.t.ppf(1 - alpha / 2, df))
     shift = abs(difference) / sd * math.sqrt(seeds)
@@ -147,6 +148,8 @@ def min_detectable_difference(sd: float, seeds: int, alpha: float = ALPHA, power
         return math.nan
     if sd == 0:
         return 0.0
+    from scipy import optimize
+
     high = sd
     while paired_power(high, sd, seeds, alpha) < power:
         high *= 2

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 CONFIDENCE = 0.95
 """Default two-sided confidence level of every interval and table in lmbench."""
@@ -57,7 +56,9 @@ def _as_float_array(
 
 
 def _t_quantile(confidence: float, df: int) -> float:
-    return float(_st.t.ppf((1.0 + confidence) / 2.0, df))
+    from scipy import stats  # on first use: ~1 s of import a training worker never needs
+
+    return float(stats.t.ppf((1.0 + confidence) / 2.0, df))
 
 
 def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -128,7 +129,9 @@ def paired_test(
     out["ci"] = mean_ci(diffs, level)[1]
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = _st.ttest_rel(first_values, second_values)
+        from scipy import stats
+
+        res = stats.ttest_rel(first_values, second_values)
     out["t"] = float(res.statistic)
     out["p"] = float(res.pvalue)
     return out

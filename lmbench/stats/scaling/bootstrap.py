@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lmbench.stats.inference import CONFIDENCE, _check_confidence
 from lmbench.stats.scaling.fits import (
@@ -130,6 +129,8 @@ def _percentile_level(confidence: float, n_seeds: int | None, small_sample: bool
     spreads, so it keeps the nominal level."""
     if not (small_sample and n_seeds and n_seeds > 1):
         return confidence
+    from scipy import stats  # on first use (see stats.inference)
+
     t_quantile = float(stats.t.ppf((1 + confidence) / 2, n_seeds - 1))
     return float(2 * stats.norm.cdf(t_quantile) - 1)
 
