@@ -1,12 +1,17 @@
 """Real experiments for the report tests, built once per test session and shared on disk.
 
-``test_report.py`` and ``test_report_browser.py`` both read them; the first module that asks
-builds them (a real quick compare and a real quick ablation, ~30 s on 2 cores), the second finds
-the finished folder under pytest's session temp dir.
+``test_report.py``, ``test_report_browser.py`` and ``test_ui_browser.py`` read them; the first module
+that asks builds them (a real quick compare and a real quick ablation, ~30 s on 2 cores), the others
+find the finished folder. Under pytest-xdist the folder sits in the temp dir all workers share,
+built under a file lock, so the modules' workers build it once, not once each. (The tests only
+read it: the reports they write go to their own folders.)
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -54,20 +59,23 @@ def build(work: Path) -> dict[str, object]:
 
 def shared_experiments(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     """The folder with both experiments (stores, studies, reports), built on first use."""
-    import json
-
-    work = tmp_path_factory.getbasetemp() / "report-experiments"
-    done = work / "outputs.json"
-    if not done.exists():
-        shutil.rmtree(work, ignore_errors=True)  # a build that failed half-way
-        work.mkdir()
-        mp = pytest.MonkeyPatch()
-        mp.chdir(work)
-        mp.setenv("LMBENCH_CACHE_DIR", str(work / "token-cache"))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        try:
-            outputs = build(work)
-        finally:
-            mp.undo()
-        done.write_text(json.dumps(outputs))
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker's basetemp is a child of the run's
+        root = root.parent
+    work = root / "report-experiments"
+    with open(root / "report-experiments.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the build fails
+        done = work / "outputs.json"
+        if not done.exists():
+            shutil.rmtree(work, ignore_errors=True)  # a build that failed half-way
+            work.mkdir()
+            mp = pytest.MonkeyPatch()
+            mp.chdir(work)
+            mp.setenv("LMBENCH_CACHE_DIR", str(work / "token-cache"))
+            mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+            try:
+                outputs = build(work)
+            finally:
+                mp.undo()
+            done.write_text(json.dumps(outputs))
     return work, json.loads(done.read_text())
