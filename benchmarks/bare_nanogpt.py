@@ -62,10 +62,10 @@ class TinyGPT(nn.Module):
         return F.linear(self.norm(self.blocks(x)), self.tok.weight)  # tied output layer
 
 
-def lr_at(step: int) -> float:
+def lr_at(step: int, steps: int = STEPS) -> float:
     if step < WARMUP:
         return LR * (step + 1) / (WARMUP + 1)
-    ratio = min(1.0, (step - WARMUP) / max(1, STEPS - WARMUP))
+    ratio = min(1.0, (step - WARMUP) / max(1, steps - WARMUP))
     return MIN_LR + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (LR - MIN_LR)
 
 
@@ -90,8 +90,9 @@ def window_loss(logits_of: Callable[[torch.Tensor], torch.Tensor], ids: np.ndarr
     return total / y.numel()
 
 
-def train(text: str, seed: int) -> dict:
-    """nanoGPT's loop for STEPS steps; the step-STEPS weights scored on the whole last 10%."""
+def train(text: str, seed: int, steps: int = STEPS) -> dict:
+    """nanoGPT's loop for ``steps`` steps (the cosine ends there); the last weights scored on the
+    whole last 10%."""
     train_ids, val_ids, vocab = encode(text)
     torch.manual_seed(seed)
     model = TinyGPT(vocab)
@@ -107,9 +108,9 @@ def train(text: str, seed: int) -> dict:
 
     t0 = time.perf_counter()
     x, y = batch()
-    for step in range(STEPS):
+    for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step)
+            group["lr"] = lr_at(step, steps)
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
         x, y = batch()
         loss.backward()

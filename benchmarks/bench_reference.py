@@ -156,8 +156,7 @@ def run_bare(steps: int) -> dict:
     """nanoGPT's recipe in a bare loop, same seed and split (``steps`` < 2000: fewer, cosine kept)."""
     text = (Path(os.environ["LMBENCH_DATA_DIR"]) / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
     common.say(f"bare nanoGPT loop: {steps} steps, seed {SEED}")
-    bare_nanogpt.STEPS = steps
-    out = bare_nanogpt.train(text, SEED)
+    out = bare_nanogpt.train(text, SEED, steps)
     common.say(f"bare nanoGPT loop: val loss {out['val_loss']:.4f} in {out['train_s']:.1f} s")
     return out
 
