@@ -9,7 +9,7 @@ TORCH_INDEX ?=
 # two test processes (pytest-xdist); a module's tests stay in one (its module fixtures are built once)
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: setup demo test lint bench gpu-check ui clean
+.PHONY: setup demo test lint bench bench-studies gpu-check ui clean
 
 setup: $(VENV)/.installed
 
@@ -29,8 +29,12 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-bench: setup  ## every benchmark in one run; writes benchmarks/results/latest.* and the README table
-	$(BIN)/python benchmarks/run.py
+bench: setup  ## the benchmarks in one run (<= 25 min on 2 idle cores); writes benchmarks/results/latest.* and the README table
+	$(BIN)/python benchmarks/run.py --tier bench
+	$(BIN)/python benchmarks/readme_table.py
+
+bench-studies: setup  ## the three study-sized runs (~40 min on 2 cores); writes benchmarks/results/studies.* and the README section
+	$(BIN)/python benchmarks/run.py --tier studies
 	$(BIN)/python benchmarks/readme_table.py
 
 gpu-check: setup  ## CUDA paths on one GPU (bf16+compile GPT and its MFU, cuDNN LSTM, compare, KV cache)

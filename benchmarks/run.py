@@ -1,14 +1,20 @@
 """Run lmbench's benchmarks, each in its own process; print a table; write benchmarks/results/.
 
-    .venv/bin/python benchmarks/run.py                  # everything (what `make bench` runs)
+    .venv/bin/python benchmarks/run.py                  # the benchmarks (what `make bench` runs)
+    .venv/bin/python benchmarks/run.py --tier studies   # the three studies (`make bench-studies`)
     .venv/bin/python benchmarks/run.py --smoke          # tiny sizes: checks the scripts (< 2 min)
     .venv/bin/python benchmarks/run.py --only loop_overhead,cli_startup
 
-Results: ``benchmarks/results/<name>.json`` per benchmark; a full run (every benchmark, not
-``--smoke``) also writes ``benchmarks/results/latest.json`` and ``latest.md``: every row of that one
-run (figure, target, pass/miss, the command that reproduces it) and the machine. The README's
-benchmark table is generated from ``latest.json`` by ``benchmarks/readme_table.py``; a test fails
-when the two disagree, so no figure in the README is typed by hand.
+Two tiers, because they cannot share one time budget: ``bench`` (speed, overhead, memory, scaling,
+reliability, the two reproductions, generation; <= 25 min on an idle 2-core CPU, judged on the
+run's total) and ``studies`` (the default compare, the Tiny Shakespeare compare with recipes and
+the default scale sweep: about 40 min on 2 cores, each judged against its own issue's target).
+Results: ``benchmarks/results/<name>.json`` per benchmark; a full run of a tier (all its
+benchmarks, not ``--smoke``) also writes that tier's ``latest.json|md`` (bench) or
+``studies.json|md``: every row of that one run (figure, target, pass/miss, the command that
+reproduces it) and the machine. The README's two generated sections come from those files by
+``benchmarks/readme_table.py``; a test fails when they disagree, so no figure in the README is
+typed by hand.
 Everything runs on the CPU, in a scratch folder with its own data, token cache and MLflow store.
 The exit code is 1 when a benchmark crashed; a missed target is a result, not an error.
 """
@@ -48,6 +54,11 @@ BENCHMARKS = {  # name -> script, in the order they run
     "default_scale": "bench_scale.py",
     "generation": "bench_generate.py",
 }
+STUDIES = ("default_compare", "shakespeare_compare", "default_scale")
+TIERS = {"bench": [n for n in BENCHMARKS if n not in STUDIES], "studies": list(STUDIES)}
+TIER_FILE = {"bench": "latest", "studies": "studies"}  # results/<this>.json|md
+TIER_COMMAND = {"bench": "make bench", "studies": "make bench-studies"}
+TIME_TARGET_MIN = {"bench": 25}  # the whole tier's wall time, on an idle 2-core CPU
 
 
 def machine() -> dict:
@@ -125,22 +136,30 @@ def row_of(record: dict) -> dict:
             "readme": (record.get("details") or {}).get("readme")}  # its README section, if any
 
 
-def write_latest(records: list[dict], info: dict, seconds: float) -> Path:
-    """latest.json and latest.md: one full run on one machine, the README table's only source."""
+def write_latest(tier: str, records: list[dict], info: dict, seconds: float) -> Path:
+    """A tier's latest.json|md (studies.json|md): one full run on one machine, the only source of
+    its README section."""
     info = {**info, "load_average_at_end": round(os.getloadavg()[0], 2)}
-    latest = {"machine": info, "total_seconds": round(seconds, 1), "command": "make bench",
-              "rows": [row_of(r) for r in records]}
-    (RESULTS / "latest.json").write_text(json.dumps(latest, indent=2, default=str) + "\n")
-    (RESULTS / "latest.md").write_text(latest_markdown(latest))
-    return RESULTS / "latest.json"
+    latest = {"machine": info, "total_seconds": round(seconds, 1), "command": TIER_COMMAND[tier],
+              "time_target_minutes": TIME_TARGET_MIN.get(tier), "rows": [row_of(r) for r in records]}
+    path = RESULTS / f"{TIER_FILE[tier]}.json"
+    path.write_text(json.dumps(latest, indent=2, default=str) + "\n")
+    path.with_suffix(".md").write_text(latest_markdown(latest))
+    return path
+
+
+def total_time(latest: dict) -> str:
+    """'the whole run took 21.0 min (target <= 25 min: pass)'; no verdict where there is no target."""
+    minutes, target = latest["total_seconds"] / 60, latest.get("time_target_minutes")
+    verdict = f" (target ≤ {target} min: {'pass' if minutes <= target else 'miss'})" if target else ""
+    return f"the whole run took {minutes:.1f} min{verdict}"
 
 
 def latest_markdown(latest: dict) -> str:
     """The README's benchmark table (with its machine line) from latest.json."""
     m = latest["machine"]
     lines = [f"Measured by `{latest['command']}` on {m['cpu']}, {m['cpu_count']} CPUs, PyTorch {m['torch']} "
-             f"({m['torch_threads']} threads), {m['date'][:10]}; the whole run took "
-             f"{latest['total_seconds'] / 60:.1f} min; load average {m.get('load_average_at_start', '?')} "
+             f"({m['torch_threads']} threads), {m['date'][:10]}; {total_time(latest)}; load average {m.get('load_average_at_start', '?')} "
              f"at the start, {m.get('load_average_at_end', '?')} at the end (2 cores: above ~1, other "
              "processes shared the CPU and timings are slower than on an idle machine).", "",
              "| benchmark | result | target | status | reproduce |", "|---|---|---|---|---|"]
@@ -181,17 +200,24 @@ def write_summary(info: dict) -> Path:
 
 def main() -> int:
     p = argparse.ArgumentParser(description="Run lmbench's benchmarks (each in its own process).")
+    p.add_argument("--tier", choices=[*TIERS, "all"], default="bench",
+                   help="bench (default, `make bench`), studies (`make bench-studies`) or all: one after the other")
     p.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the scripts, not the numbers")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (printed at the end)")
     args = p.parse_args()
-    names = list(BENCHMARKS)
+    tiers = list(TIERS) if args.tier == "all" else [args.tier]
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = [n for n in names if n not in BENCHMARKS]
         if unknown:
             p.error(f"unknown benchmark(s) {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})")
+        return run_tier(None, names, args)
+    return max(run_tier(tier, TIERS[tier], args) for tier in tiers)
 
+
+def run_tier(tier: str | None, names: list[str], args: argparse.Namespace) -> int:
+    """Run ``names``; a whole tier (``tier`` given, not --smoke) also writes its results file."""
     info = machine()
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="lmbench-bench-"))
@@ -214,9 +240,11 @@ def main() -> int:
     summary = write_summary(info)
     total = time.perf_counter() - started
     print(f"results: {RESULTS}/<name>.json, {summary}")
-    if not args.smoke and names == list(BENCHMARKS):
-        print(f"one full run: {write_latest(records, info, total)} (benchmarks/readme_table.py puts it in the README)")
-    print(f"total time: {total / 60:.1f} min")
+    if tier and not args.smoke:
+        path = write_latest(tier, records, info, total)
+        print(f"one full run of the {tier} tier: {path} (benchmarks/readme_table.py puts it in the README)")
+    target = TIME_TARGET_MIN.get(tier) if tier else None
+    print(f"total time: {total / 60:.1f} min" + (f" (target ≤ {target} min on an idle 2-core CPU)" if target else ""))
     return 1 if any(r.get("error") for r in records) else 0
 
 

@@ -1,4 +1,5 @@
-"""The README's benchmark table is exactly what the last full `make bench` wrote (latest.json)."""
+"""The README's generated sections are exactly what the last full `make bench` (latest.json) and
+`make bench-studies` (studies.json) wrote."""
 
 from __future__ import annotations
 
@@ -12,32 +13,47 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import readme_table  # noqa: E402
-from run import BENCHMARKS, latest_markdown  # noqa: E402
+from run import BENCHMARKS, TIER_COMMAND, TIERS, latest_markdown, total_time  # noqa: E402
 
 
-def latest() -> dict:
-    if not readme_table.LATEST.is_file():
-        pytest.skip("no full `make bench` run is recorded (benchmarks/results/latest.json)")
-    return json.loads(readme_table.LATEST.read_text())
+def recorded(tier: str) -> dict:
+    path = readme_table.results_file(tier)
+    if not path.is_file():
+        pytest.skip(f"no full `{TIER_COMMAND[tier]}` run is recorded ({path})")
+    return json.loads(path.read_text())
 
 
-def test_readme_table_is_latest_json():
-    """Whatever stands between the markers is generated: latest.json's table, or (no run
-    recorded) the line saying so - never figures typed by hand."""
+@pytest.mark.parametrize("tier", list(TIERS))
+def test_readme_sections_are_the_results_files(tier):
+    """Whatever stands between a tier's markers is generated: its results file's table, or (no
+    run recorded) the line saying so - never figures typed by hand."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert readme == readme_table.with_table(readme, readme_table.table()), (
-        "README.md's benchmark table is not benchmarks/results/latest.json: run "
+    assert readme == readme_table.with_table(readme, readme_table.table(tier), tier), (
+        f"README.md's {tier} section is not {readme_table.results_file(tier)}: run "
         "`.venv/bin/python benchmarks/readme_table.py`")
 
 
-def test_latest_json_is_one_full_run():
-    data = latest()
-    assert [row["name"] for row in data["rows"]] == list(BENCHMARKS)
+@pytest.mark.parametrize("tier", list(TIERS))
+def test_each_results_file_is_one_full_run_of_its_tier(tier):
+    data = recorded(tier)
+    assert [row["name"] for row in data["rows"]] == TIERS[tier]
+    assert data["command"] == TIER_COMMAND[tier]
     for key in ("cpu", "cpu_count", "torch", "date"):
         assert data["machine"][key]
     for row in data["rows"]:
         assert row["status"] in ("pass", "FAIL", "not judged", "ERROR"), row
         assert row["command"].endswith(f"--only {row['name']}")
+
+
+def test_the_tiers_hold_every_benchmark_once():
+    assert sorted(n for names in TIERS.values() for n in names) == sorted(BENCHMARKS)
+
+
+def test_the_bench_tier_is_judged_on_its_total_time():
+    run = {"total_seconds": 26 * 60, "time_target_minutes": 25}
+    assert total_time(run) == "the whole run took 26.0 min (target ≤ 25 min: miss)"
+    assert total_time({**run, "total_seconds": 20 * 60}).endswith("(target ≤ 25 min: pass)")
+    assert total_time({"total_seconds": 60, "time_target_minutes": None}) == "the whole run took 1.0 min"
 
 
 def test_the_check_sees_a_hand_typed_figure():
