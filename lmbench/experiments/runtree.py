@@ -21,7 +21,6 @@ import yaml
 
 from lmbench.config import ExperimentSpec, build_spec, dump_raw, resolved_dict
 from lmbench.files import report_dir
-from lmbench.report import build_report
 from lmbench.signals import Terminated
 from lmbench.tracking import schema
 from lmbench.tracking.schema import METRICS
@@ -150,6 +149,7 @@ def record_spec(root, spec: ExperimentSpec) -> None:
 
 def report_of(spec: ExperimentSpec) -> Path | None:
     """Build the experiment's HTML report; a failure is a warning, never the experiment's failure."""
+    from lmbench.report import build_report  # here: its plotting libraries cost ~2 s to import
 
     try:
         return build_report(spec.experiment_name, tracking_uri=spec.tracking.tracking_uri,
