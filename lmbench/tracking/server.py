@@ -66,6 +66,10 @@ def server_env(backend_store_uri: str, auth: Path | None = None, admin: str = "a
     """The server's environment: the store's password as PGPASSWORD; with ``auth`` (the folder of
     the user database) MLflow's basic-auth settings and the admin's name and password."""
     env = {**os.environ, **secrets.libpq_split(resolve_uri(backend_store_uri))[1]}
+    # MLflow 3 starts huey job consumers beside the server (GenAI evaluation, trace roll-ups),
+    # several processes that each import MLflow: lmbench runs no server jobs, so they start only
+    # when the user's environment asks for them
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if auth is not None:
         env.update({"MLFLOW_AUTH_CONFIG_PATH": str(auth_config(auth, admin)), "MLFLOW_AUTH_ADMIN_USERNAME": admin,
                     "MLFLOW_AUTH_ADMIN_PASSWORD": password or ""})

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 from _services import TINY, lmbench, mlflow_server, pg_url, stop_all  # noqa: F401 - fixtures
 from mlflow import MlflowClient
@@ -78,6 +79,11 @@ def check_load(storage_url: str | None, tracking_uri: str, logs: list[str]) -> N
 def test_load_postgresql_and_tracking_server(pg_url, mlflow_server, isolated):  # noqa: F811
     logs = run_load(isolated, ["--storage", pg_url], ["--tracking-uri", mlflow_server.uri])
     check_load(pg_url, mlflow_server.uri, logs)
+    # the server is MLflow's app and nothing more: none of MLflow 3's job consumers beside it
+    server = psutil.Process(mlflow_server.proc.pid).children(recursive=True)
+    commands = [" ".join(p.cmdline()) for p in server]
+    assert any("uvicorn" in c for c in commands), commands
+    assert not any("huey" in c for c in commands), commands
 
 
 @pytest.mark.slow
