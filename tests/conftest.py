@@ -17,6 +17,15 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IN_CI = bool(os.environ.get("LMBENCH_CI"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules with slow tests run first. ``make test`` hands whole modules to two workers
+    (``--dist loadfile``) in collection order: started first, the long multi-process modules
+    (tests/tuning/ sorts last) overlap with each other and the quick modules fill in around them,
+    instead of one long module running alone at the end. The order within a module is kept."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: False (slow) first
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip when a resource is absent, except under CI where it is required."""
     if condition:

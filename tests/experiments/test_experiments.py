@@ -244,6 +244,7 @@ def test_ablation_of_the_optimizer_and_the_batch_order(isolated):
     assert "power: with 2 seeds" in r.output
 
 
+@pytest.mark.slow
 def test_two_workers_complete_the_total(isolated):
     r = cli("tune", "--model", "rnn", "--quick", "--trials", "4", "--workers", "2", "--quiet", "--set", "name=w2", *FAST)
     assert r.exit_code == 0, r.output

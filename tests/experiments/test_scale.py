@@ -282,6 +282,7 @@ def _running_point_with_checkpoint(experiment: str):
     return None
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_point_is_retried_and_the_sweep_completes(isolated):
     """`scale --workers 0` waits for `lmbench worker`s; the first one is SIGKILLed mid-point, a
     second one retries that point from its checkpoint and runs the rest; nothing runs twice."""

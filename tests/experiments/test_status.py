@@ -3,6 +3,7 @@ trials) and on the same experiment once finished: real processes, journal studie
 
 from __future__ import annotations
 
+import pytest
 from _services import TINY, lmbench, stop_all, wait_until
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -30,6 +31,7 @@ def status(experiment: str) -> str:
     return r.output
 
 
+@pytest.mark.slow
 def test_status_of_a_live_then_a_finished_experiment(isolated):
     driver = lmbench("compare", "--models", "rnn", "--trials", "2", "--seeds", "1", "--workers", "0",
                      "--set", "name=live", *SLOW, log=isolated / "driver.log")

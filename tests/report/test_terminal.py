@@ -71,6 +71,7 @@ def check_fits(output: str, cells: list[str], width: int = 80) -> None:
     assert not missing, f"cells not shown whole: {missing}\n{output}"
 
 
+@pytest.mark.slow
 def test_piped_compare_shows_every_cell_and_no_library_chatter(piped):
     work, out = piped
     check_fits(out, expected_cells(work))

@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lmbench.cli import app
@@ -49,6 +50,7 @@ def make_store() -> str:
     return run_id
 
 
+@pytest.mark.slow
 def test_ui_serves_the_store_on_loopback_and_stops_on_sigint(tmp_path):
     run_id = make_store()
     port = free_port()

@@ -81,6 +81,7 @@ def _trials(url: str):
         storage.engine.dispose()
 
 
+@pytest.mark.slow
 def test_study_survives_a_postgresql_restart(private_pg, isolated):
     log = isolated / "tune.log"
     proc = lmbench("tune", "--model", "rnn", "--trials", "5", "--storage", private_pg.url, "--quiet",
