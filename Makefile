@@ -35,7 +35,7 @@ bench: setup  ## the benchmarks in one run (<= 25 min on 2 idle cores); writes b
 	$(BIN)/python benchmarks/run.py --tier bench
 	$(BIN)/python benchmarks/readme_table.py
 
-bench-studies: setup  ## the three study-sized runs (~40 min on 2 cores); writes benchmarks/results/studies.* and the README section
+bench-studies: setup  ## the three study-sized runs (each judged against its own time target); writes benchmarks/results/studies.* and the README section
 	$(BIN)/python benchmarks/run.py --tier studies
 	$(BIN)/python benchmarks/readme_table.py
 

@@ -8,7 +8,7 @@
 Two tiers, because they cannot share one time budget: ``bench`` (speed, overhead, memory, scaling,
 reliability, the two reproductions, generation; <= 25 min on an idle 2-core CPU, judged on the
 run's total) and ``studies`` (the default compare, the Tiny Shakespeare compare with recipes and
-the default scale sweep: about 40 min on 2 cores, each judged against its own issue's target).
+the default scale sweep: together longer than that budget, each judged against its own target).
 Results: ``benchmarks/results/<name>.json`` per benchmark; a full run of a tier (all its
 benchmarks, not ``--smoke``) also writes that tier's ``latest.json|md`` (bench) or
 ``studies.json|md``: every row of that one run (figure, target, pass/miss, the command that
