@@ -88,3 +88,19 @@ def test_every_image_the_readme_shows_is_committed():
 
     for path in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme):
         assert (REPO / path).is_file(), f"README.md shows {path}, which is not in the repository"
+
+
+@pytest.mark.parametrize(("tier", "stem", "target"), [("bench", "latest", 25), ("studies", "studies", None)])
+def test_a_tier_run_writes_its_own_results_file(tier, stem, target, tmp_path, monkeypatch):
+    """What `run.py --tier T` writes at the end of a full run: T's file, command and time target."""
+    import run
+
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    records = [{"name": n, "summary": "s", "target": "t", "passed": True, "seconds": 1.0} for n in TIERS[tier]]
+    machine = {"cpu": "cpu", "cpu_count": 2, "torch": "2", "torch_threads": 2, "date": "2026-12-01"}
+    path = run.write_latest(tier, records, machine, 60.0)
+    assert path == tmp_path / f"{stem}.json" and (tmp_path / f"{stem}.md").is_file()
+    data = json.loads(path.read_text())
+    assert data["command"] == TIER_COMMAND[tier] and data["time_target_minutes"] == target
+    assert [r["name"] for r in data["rows"]] == TIERS[tier]
+    assert (target is not None) == ("target ≤" in (tmp_path / f"{stem}.md").read_text())
