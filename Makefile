@@ -14,11 +14,13 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 setup: $(VENV)/.installed
 
 # torch first, with pip (it finds a local CPU wheel, or TORCH_INDEX); the rest with uv, which keeps
-# that torch and takes seconds where pip takes most of a minute; pip again if uv fails
+# that torch and installs in seconds where pip takes a minute or more; pip again if uv fails.
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (CI), no process writes .pyc files, and
+# without them every lmbench process the tests start compiles torch and MLflow from source
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q uv && $(BIN)/uv pip install -q --python $(BIN)/python -e ".[dev]" \
+	$(BIN)/python -m pip install -q uv && $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e ".[dev]" \
 	  || $(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
