@@ -156,7 +156,7 @@ def total_time(latest: dict) -> str:
 
 
 def latest_markdown(latest: dict) -> str:
-    """The README's benchmark table (with its machine line) from latest.json."""
+    """A README section (machine line, table, what the benchmarks printed) from a tier's results file."""
     m = latest["machine"]
     lines = [f"Measured by `{latest['command']}` on {m['cpu']}, {m['cpu_count']} CPUs, PyTorch {m['torch']} "
              f"({m['torch_threads']} threads), {m['date'][:10]}; {total_time(latest)}; load average {m.get('load_average_at_start', '?')} "

@@ -62,7 +62,8 @@ def test_the_check_sees_a_hand_typed_figure():
            "total_seconds": 60, "command": "make bench",
            "rows": [{"name": "cli_startup", "result": "0.2 s", "target": "< 0.5 s", "status": "pass",
                      "command": ".venv/bin/python benchmarks/run.py --only cli_startup"}]}
-    readme = readme_table.with_table("intro\n" + readme_table.BEGIN + "\n" + readme_table.END + "\n",
+    begin, end = readme_table.MARKERS["bench"]
+    readme = readme_table.with_table("intro\n" + begin + "\n" + end + "\n",
                                      latest_markdown(run))
     assert readme == readme_table.with_table(readme, latest_markdown(run))
     run["rows"][0]["result"] = "0.1 s"

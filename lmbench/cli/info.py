@@ -99,7 +99,7 @@ def report(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Write the experiment's report from the MLflow runs and Optuna studies (one self-contained HTML file)."""
-    from lmbench.report import build_report
+    from lmbench.report.build import build_report
     from lmbench.tracking.tracker import reap_store
 
     reap_store(tracking_uri)  # runs of processes that died show as KILLED, not RUNNING

@@ -149,7 +149,8 @@ def record_spec(root, spec: ExperimentSpec) -> None:
 
 def report_of(spec: ExperimentSpec) -> Path | None:
     """Build the experiment's HTML report; a failure is a warning, never the experiment's failure."""
-    from lmbench.report import build_report  # here: its plotting libraries cost ~2 s to import
+    # imported here: its plotting libraries cost ~2 s of start-up to every command that builds none
+    from lmbench.report.build import build_report
 
     try:
         return build_report(spec.experiment_name, tracking_uri=spec.tracking.tracking_uri,
